@@ -1,0 +1,1 @@
+"""longpos.train"""
