@@ -1,0 +1,407 @@
+"""The reference decoder language model: Llama-style, one readable file.
+
+Pre-norm blocks (RMSNorm -> attention -> residual, RMSNorm -> SwiGLU -> residual),
+grouped-query attention through ``scaled_dot_product_attention``, optional per-head
+QK-norm, tied or untied embeddings.
+
+Every attention layer owns exactly one *position assigner* (integer index or RePo)
+and one *position encoding* (RoPE, possibly scaled, or NoPE), built from the config's
+per-layer plan by :func:`build_position_modules`. Keys are rotated **before** they enter
+the KV cache, so each token's position is computed once, when it is first seen, and
+incremental decoding gives the same logits as a full forward for every technique.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from longpos.config import ModelConfig
+from longpos.positions.registry import build_position_modules
+from longpos.positions.repo import RePoAssigner
+from longpos.positions.rope import PositionAssigner, PositionEncoding
+
+
+class RMSNorm(nn.Module):
+    """Root-mean-square layer norm, computed in float32."""
+
+    def __init__(self, dim: int, eps: float = 1e-6):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x32 = x.to(torch.float32)
+        x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * x32.to(x.dtype)
+
+
+class SwiGLU(nn.Module):
+    def __init__(self, d_model: int, hidden: int):
+        super().__init__()
+        self.gate = nn.Linear(d_model, hidden, bias=False)
+        self.up = nn.Linear(d_model, hidden, bias=False)
+        self.down = nn.Linear(hidden, d_model, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down(F.silu(self.gate(x)) * self.up(x))
+
+
+class KVCache:
+    """Per-layer rotated keys and values, ``(B, H_kv, T_past, D)`` each."""
+
+    def __init__(self, n_layers: int):
+        self.keys: list[torch.Tensor | None] = [None] * n_layers
+        self.values: list[torch.Tensor | None] = [None] * n_layers
+        self._length = 0
+
+    @property
+    def length(self) -> int:
+        """Number of tokens already in the cache."""
+        return self._length
+
+    def update(
+        self, layer: int, k: torch.Tensor, v: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        old_k, old_v = self.keys[layer], self.values[layer]
+        if old_k is not None and old_v is not None:
+            k = torch.cat((old_k, k), dim=2)  # (B, H_kv, T_past + T, D)
+            v = torch.cat((old_v, v), dim=2)
+        self.keys[layer], self.values[layer] = k, v
+        return k, v
+
+    def advance(self, n_tokens: int) -> None:
+        """Called once per forward, after every layer has appended its keys."""
+        self._length += n_tokens
+
+
+@dataclass
+class LMOutput:
+    logits: torch.Tensor
+    """(B, T, V) next-token logits."""
+    cache: KVCache | None = None
+    positions: list[torch.Tensor] = field(default_factory=list)
+    """Per layer: (B, T) integer or (B, H_kv, T) real positions (when requested)."""
+    attentions: list[torch.Tensor] = field(default_factory=list)
+    """Per layer: (B, H, T, T_past + T) attention probabilities (when requested)."""
+    hidden: torch.Tensor | None = None
+    """(B, T, C) final normalised hidden state."""
+
+
+class Attention(nn.Module):
+    """Grouped-query causal self-attention with an injected assigner and encoding."""
+
+    def __init__(
+        self,
+        cfg: ModelConfig,
+        layer_idx: int,
+        assigner: PositionAssigner,
+        encoding: PositionEncoding,
+    ):
+        super().__init__()
+        self.layer_idx = layer_idx
+        self.n_heads = cfg.n_heads
+        self.n_kv_heads = cfg.resolved_kv_heads
+        self.head_dim = cfg.resolved_head_dim
+        d = cfg.d_model
+        self.q_proj = nn.Linear(d, self.n_heads * self.head_dim, bias=False)
+        self.k_proj = nn.Linear(d, self.n_kv_heads * self.head_dim, bias=False)
+        self.v_proj = nn.Linear(d, self.n_kv_heads * self.head_dim, bias=False)
+        self.o_proj = nn.Linear(self.n_heads * self.head_dim, d, bias=False)
+        self.q_norm = RMSNorm(self.head_dim, cfg.norm_eps) if cfg.qk_norm else None
+        self.k_norm = RMSNorm(self.head_dim, cfg.norm_eps) if cfg.qk_norm else None
+        self.assigner = assigner
+        self.encoding = encoding
+        self.logit_scale = 1.0
+        """Multiplier on the 1/sqrt(head_dim) logit scale (DroPE's temperature beta)."""
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        index: torch.Tensor,
+        cache: KVCache | None = None,
+        key_padding: torch.Tensor | None = None,
+        return_attention: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """x: (B, T, C) normalised input; index: (B, T) integer positions;
+        key_padding: (B, T_past + T) bool, True for real tokens.
+
+        Returns the output (B, T, C), the assigned positions and, on request, the
+        attention probabilities (B, H, T, T_past + T).
+        """
+        bsz, seq, _ = x.shape
+        past = cache.length if cache is not None else 0
+        q = self.q_proj(x).view(bsz, seq, self.n_heads, self.head_dim).transpose(1, 2)
+        k = self.k_proj(x).view(bsz, seq, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        v = self.v_proj(x).view(bsz, seq, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        # q: (B, H, T, D); k, v: (B, H_kv, T, D)
+        if self.q_norm is not None and self.k_norm is not None:
+            q, k = self.q_norm(q), self.k_norm(k)
+        positions = self.assigner(x, index)  # (B, T) or (B, H_kv, T)
+        q, k = self.encoding(q, k, positions)
+        if cache is not None:
+            k, v = cache.update(self.layer_idx, k, v)  # (B, H_kv, T_past + T, D)
+        scale = self.logit_scale / math.sqrt(self.head_dim)
+        mask = causal_mask(seq, past, key_padding, x.device)
+        if return_attention:
+            out, probs = eager_attention(q, k, v, mask, scale)
+        else:
+            probs = None
+            out = F.scaled_dot_product_attention(
+                q,
+                k,
+                v,
+                attn_mask=mask,
+                is_causal=mask is None and seq > 1,
+                scale=scale,
+                enable_gqa=self.n_kv_heads != self.n_heads,
+            )  # (B, H, T, D)
+        out = out.transpose(1, 2).reshape(bsz, seq, self.n_heads * self.head_dim)
+        return self.o_proj(out), positions, probs
+
+
+def causal_mask(
+    seq: int, past: int, key_padding: torch.Tensor | None, device: torch.device
+) -> torch.Tensor | None:
+    """Boolean mask (B or 1, 1, T, T_past + T), True = may attend; None = plain causal.
+
+    Query i (absolute position past + i) sees keys j <= past + i. With no cache and no
+    padding, None lets SDPA use its fused causal path.
+    """
+    if key_padding is None and (past == 0 or seq == 1):
+        return None
+    q_pos = torch.arange(past, past + seq, device=device)[:, None]  # (T, 1)
+    k_pos = torch.arange(past + seq, device=device)[None, :]  # (1, T_past + T)
+    mask = (k_pos <= q_pos)[None, None]  # (1, 1, T, T_past + T)
+    if key_padding is not None:
+        mask = mask & key_padding[:, None, None, :].bool()  # (B, 1, T, T_past + T)
+        # A fully padded query row would give NaN: let it attend to itself.
+        mask = mask | (k_pos == q_pos)[None, None]
+    return mask
+
+
+def eager_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, scale: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Explicit softmax attention that also returns the probabilities (B, H, T, T_k)."""
+    groups = q.shape[1] // k.shape[1]
+    if groups > 1:
+        k = k.repeat_interleave(groups, dim=1)  # (B, H, T_k, D)
+        v = v.repeat_interleave(groups, dim=1)
+    scores = (q.to(torch.float32) @ k.to(torch.float32).transpose(-1, -2)) * scale  # (B, H, T, T_k)
+    if mask is None:
+        t_q, t_k = scores.shape[-2:]
+        mask = torch.ones(t_q, t_k, dtype=torch.bool, device=q.device).tril(t_k - t_q)
+    scores = scores.masked_fill(~mask, float("-inf"))
+    probs = scores.softmax(dim=-1)
+    return (probs.to(v.dtype) @ v), probs
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ModelConfig, layer_idx: int, technique: str):
+        super().__init__()
+        self.technique = technique
+        assigner, encoding = build_position_modules(cfg, technique)
+        self.attn_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
+        self.attn = Attention(cfg, layer_idx, assigner, encoding)
+        self.mlp_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
+        self.mlp = SwiGLU(cfg.d_model, cfg.resolved_ffn_hidden)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        index: torch.Tensor,
+        cache: KVCache | None,
+        key_padding: torch.Tensor | None,
+        return_attention: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        attn_out, positions, probs = self.attn(
+            self.attn_norm(x), index, cache, key_padding, return_attention
+        )
+        x = x + attn_out
+        x = x + self.mlp(self.mlp_norm(x))
+        return x, positions, probs
+
+
+class LongposLM(nn.Module):
+    """Decoder-only LM built from a :class:`ModelConfig`."""
+
+    def __init__(self, cfg: ModelConfig, generator: torch.Generator | None = None):
+        super().__init__()
+        self.config = cfg
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.blocks = nn.ModuleList(
+            Block(cfg, i, technique) for i, technique in enumerate(cfg.layer_plan())
+        )
+        self.norm = RMSNorm(cfg.d_model, cfg.norm_eps)
+        self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        if cfg.tie_embeddings:
+            self.lm_head.weight = self.embed.weight
+        self.init_weights(generator)
+
+    # ------------------------------------------------------------------ init
+    @torch.no_grad()
+    def init_weights(self, generator: torch.Generator | None = None) -> None:
+        """Initialise every parameter (the one init of this model).
+
+        Embeddings: normal(0, init_std). Linears: truncated normal with std
+        1/sqrt(fan_in) (``fan_in``) or ``init_std`` (``normal``); output projections
+        of each residual branch are further divided by sqrt(2 * n_layers). Norm
+        weights: 1. RePo assigners: the paper's truncated normal, std 0.02.
+        """
+        cfg = self.config
+        nn.init.normal_(self.embed.weight, 0.0, cfg.init_std, generator=generator)
+        residual_outputs = set()
+        for block in self.blocks:
+            residual_outputs.update({id(block.attn.o_proj.weight), id(block.mlp.down.weight)})
+        for name, module in self.named_modules():
+            if isinstance(module, RMSNorm):
+                nn.init.ones_(module.weight)
+            elif isinstance(module, RePoAssigner):
+                module.init_weights(generator)
+            elif isinstance(module, nn.Linear) and ".assigner." not in f".{name}.":
+                if module is self.lm_head and cfg.tie_embeddings:
+                    continue
+                std = module.in_features**-0.5 if cfg.init_scheme == "fan_in" else cfg.init_std
+                if id(module.weight) in residual_outputs:
+                    std /= math.sqrt(2 * cfg.n_layers)
+                nn.init.trunc_normal_(
+                    module.weight, 0.0, std, a=-3 * std, b=3 * std, generator=generator
+                )
+
+    # --------------------------------------------------------------- forward
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        *,
+        cache: KVCache | None = None,
+        index: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        return_positions: bool = False,
+        return_attention: bool = False,
+    ) -> LMOutput:
+        """input_ids: (B, T). ``cache`` holds earlier tokens (pass ``new_cache()`` to start one).
+
+        ``index``: (B, T) integer positions of these tokens (default: past + arange(T), or
+        derived from ``attention_mask`` under left padding). ``attention_mask``:
+        (B, T_past + T), 1 for real tokens, 0 for padding.
+        """
+        if input_ids.dim() != 2:
+            raise ValueError(f"input_ids must be (batch, time); got shape {tuple(input_ids.shape)}")
+        bsz, seq = input_ids.shape
+        past = cache.length if cache is not None else 0
+        if index is None:
+            if attention_mask is not None:
+                counts = attention_mask.long().cumsum(-1) - 1  # (B, T_past + T)
+                index = counts[:, past:].clamp(min=0)
+            else:
+                index = torch.arange(past, past + seq, device=input_ids.device).expand(bsz, seq)
+        key_padding = None
+        if attention_mask is not None:
+            if attention_mask.shape != (bsz, past + seq):
+                raise ValueError(
+                    f"attention_mask must be (B, T_past + T) = {(bsz, past + seq)}; "
+                    f"got {tuple(attention_mask.shape)}"
+                )
+            key_padding = attention_mask.bool()
+        x = self.embed(input_ids)  # (B, T, C)
+        positions, attentions = [], []
+        for block in self.blocks:
+            x, pos, probs = block(x, index, cache, key_padding, return_attention)
+            if return_positions:
+                positions.append(pos)
+            if probs is not None:
+                attentions.append(probs)
+        if cache is not None:
+            cache.advance(seq)
+        hidden = self.norm(x)
+        return LMOutput(
+            logits=self.lm_head(hidden),
+            cache=cache,
+            positions=positions,
+            attentions=attentions,
+            hidden=hidden,
+        )
+
+    def new_cache(self) -> KVCache:
+        return KVCache(len(self.blocks))
+
+    # ------------------------------------------------------------ generation
+    @torch.no_grad()
+    def generate(
+        self,
+        input_ids: torch.Tensor,
+        max_new_tokens: int,
+        *,
+        temperature: float = 0.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        eos_id: int | None = None,
+        generator: torch.Generator | None = None,
+        use_cache: bool = True,
+    ) -> torch.Tensor:
+        """Continue ``input_ids (B, T)`` by up to ``max_new_tokens``; returns (B, T + n).
+
+        ``temperature=0`` is greedy; otherwise sample from softmax(logits / temperature),
+        optionally restricted to the ``top_k`` tokens or the ``top_p`` nucleus. After a
+        sequence emits ``eos_id`` it is padded with ``eos_id``; generation stops when
+        every sequence has. ``use_cache=False`` recomputes the full forward each step
+        (slow; for checking the cache).
+        """
+        if max_new_tokens < 0:
+            raise ValueError(f"max_new_tokens={max_new_tokens} must be >= 0")
+        if temperature < 0:
+            raise ValueError(f"temperature={temperature} must be >= 0")
+        if top_p is not None and not 0 < top_p <= 1:
+            raise ValueError(f"top_p={top_p} must be in (0, 1]")
+        if top_k is not None and top_k < 1:
+            raise ValueError(f"top_k={top_k} must be >= 1")
+        was_training = self.training
+        self.eval()
+        tokens = input_ids
+        cache = self.new_cache() if use_cache else None
+        step_input = input_ids
+        done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        for _ in range(max_new_tokens):
+            logits = self(step_input if use_cache else tokens, cache=cache).logits[:, -1]
+            nxt = sample_next(logits, temperature, top_k, top_p, generator)  # (B,)
+            if eos_id is not None:
+                nxt = torch.where(done, torch.full_like(nxt, eos_id), nxt)
+                done |= nxt == eos_id
+            tokens = torch.cat((tokens, nxt[:, None]), dim=1)
+            step_input = nxt[:, None]
+            if eos_id is not None and bool(done.all()):
+                break
+        self.train(was_training)
+        return tokens
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def sample_next(
+    logits: torch.Tensor,
+    temperature: float,
+    top_k: int | None,
+    top_p: float | None,
+    generator: torch.Generator | None,
+) -> torch.Tensor:
+    """Pick one token per row of ``logits (B, V)``: greedy or filtered sampling."""
+    if temperature == 0:
+        return logits.argmax(dim=-1)
+    logits = logits.to(torch.float32) / temperature
+    if top_k is not None:
+        kth = logits.topk(min(top_k, logits.shape[-1]), dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None and top_p < 1:
+        sorted_logits, order = logits.sort(dim=-1, descending=True)
+        cumulative = sorted_logits.softmax(-1).cumsum(-1)
+        drop = cumulative - sorted_logits.softmax(-1) >= top_p  # keep the first token always
+        sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
+        logits = torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
+    probs = logits.softmax(dim=-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)

@@ -1,0 +1,164 @@
+"""Rotary position encoding (RoPE; Su et al., arXiv 2104.09864) with real-valued positions.
+
+A head vector at position p is rotated pairwise by the angles p * omega_i. The score
+between a query rotated at m and a key rotated at n then depends only on n - m, which
+holds for any real m, n: this is what lets RePo (arXiv 2512.14391) feed learned,
+real-valued, per-head positions through the same machinery.
+
+Convention: half-split (NeoX / Llama / Qwen / Mistral / OLMo2): pairs are
+(x_i, x_{i + D/2}) and ``x' = x * cos + rotate_half(x) * sin`` with
+``cos = concat(cos(p omega), cos(p omega))``. Angles and the rotation are computed in
+float32 with autocast disabled whatever the activation dtype (z can reach the
+thousands; bf16 angles would destroy positional resolution), then cast back.
+
+Positions may be shared by all heads, ``(B, T)``, or per key-value head,
+``(B, H_kv, T)``; query heads of a GQA group share their key head's positions.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from longpos.positions.scaling import RopeConfig
+
+
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    """(x1, x2) -> (-x2, x1) on the last dimension's two halves."""
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+def rope_cos_sin(
+    positions: torch.Tensor, inv_freq: torch.Tensor, attention_factor: float = 1.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin tables (float32) for integer or real positions.
+
+    positions: ``(..., T)`` (e.g. (B, T) or (B, H, T)); inv_freq: ``(D/2,)``.
+    Returns two tensors of shape ``(..., T, D)``, already multiplied by
+    ``attention_factor`` (as transformers does for YaRN).
+    """
+    with torch.autocast(device_type=positions.device.type, enabled=False):
+        angles = positions.to(torch.float32)[..., None] * inv_freq.to(
+            positions.device
+        )  # (..., T, D/2)
+        emb = torch.cat((angles, angles), dim=-1)  # (..., T, D)
+        cos, sin = emb.cos(), emb.sin()
+        if attention_factor != 1.0:
+            cos, sin = cos * attention_factor, sin * attention_factor
+    return cos, sin
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate ``x (B, H, T, D)`` by float32 tables broadcastable to it; returns x's dtype."""
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        x32 = x.to(torch.float32)
+        out = x32 * cos + rotate_half(x32) * sin
+    return out.to(x.dtype)
+
+
+def expand_positions(positions: torch.Tensor, n_heads: int) -> torch.Tensor:
+    """Bring positions to a per-head broadcastable form for ``n_heads`` heads.
+
+    ``(B, T)`` -> ``(B, 1, T)`` (shared); ``(B, H_kv, T)`` -> ``(B, n_heads, T)`` by
+    repeating each key-value head's positions for its query group.
+    """
+    if positions.dim() == 2:
+        return positions[:, None, :]  # (B, 1, T)
+    if positions.dim() != 3:
+        raise ValueError(
+            f"positions must be (B, T) or (B, H_kv, T); got shape {tuple(positions.shape)}"
+        )
+    groups, rem = divmod(n_heads, positions.shape[1])
+    if rem:
+        raise ValueError(
+            f"positions have {positions.shape[1]} heads, which does not divide {n_heads} heads"
+        )
+    return positions.repeat_interleave(groups, dim=1) if groups > 1 else positions  # (B, H, T)
+
+
+class PositionEncoding(nn.Module):
+    """Maps ``(q (B, H, T, D), k (B, H_kv, T, D), positions)`` to rotated ``(q, k)``."""
+
+    rotates: bool = True
+
+    def forward(
+        self, q: torch.Tensor, k: torch.Tensor, positions: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+
+class NoPE(PositionEncoding):
+    """No positional encoding (Kazemnejad et al., arXiv 2305.19466): the identity.
+
+    Position information then comes only from the causal mask. The rotation is
+    skipped entirely (not applied with cos = 1, sin = 0), so it costs nothing.
+    """
+
+    rotates = False
+
+    def forward(
+        self, q: torch.Tensor, k: torch.Tensor, positions: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return q, k
+
+
+class RotaryEncoding(PositionEncoding):
+    """RoPE, optionally frequency-scaled (PI / NTK / YaRN / Llama-3), on any positions.
+
+    ``inv_freq`` is a non-persistent buffer (recomputed from the config, never saved),
+    so a model's rope scaling can be changed after training with :meth:`set_rope`.
+    """
+
+    def __init__(self, head_dim: int, rope: RopeConfig, apply_attention_factor: bool = True):
+        super().__init__()
+        self.head_dim = head_dim
+        self.apply_attention_factor = apply_attention_factor
+        self.rope = rope
+        self.attention_factor = 1.0
+        self.register_buffer("inv_freq", torch.empty(head_dim // 2), persistent=False)
+        self.set_rope(rope)
+
+    def set_rope(self, rope: RopeConfig) -> None:
+        """Switch to another base / scaling (e.g. YaRN at evaluation time)."""
+        self.rope = rope
+        inv_freq, factor = rope.frequencies(self.head_dim)
+        self.inv_freq = inv_freq.to(self.inv_freq.device)
+        self.attention_factor = factor if self.apply_attention_factor else 1.0
+
+    def tables(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos/sin tables for positions ``(B, T)`` or ``(B, H, T)`` -> ``(..., T, D)``."""
+        inv_freq = self.inv_freq
+        if self.rope.is_dynamic:
+            seq_len = int(positions.detach().max().item()) + 1
+            inv_freq, _ = self.rope.frequencies(self.head_dim, seq_len=seq_len)
+        return rope_cos_sin(positions, inv_freq, self.attention_factor)
+
+    def forward(
+        self, q: torch.Tensor, k: torch.Tensor, positions: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        # q: (B, H, T, D), k: (B, H_kv, T, D)
+        # positions: (B, T) shared, or (B, H_kv, T) per key-value head.
+        pos_q = expand_positions(positions, q.shape[1])  # (B, H or 1, T)
+        pos_k = expand_positions(positions, k.shape[1])  # (B, H_kv or 1, T)
+        cos_q, sin_q = self.tables(pos_q)  # (B, H or 1, T, D)
+        if pos_k is pos_q or (positions.dim() == 2):
+            cos_k, sin_k = cos_q, sin_q
+        else:
+            cos_k, sin_k = self.tables(pos_k)
+        return apply_rotary(q, cos_q, sin_q), apply_rotary(k, cos_k, sin_k)
+
+
+class PositionAssigner(nn.Module):
+    """Maps the layer input ``x (B, T, C)`` and integer positions ``(B, T)`` to the
+    positions its layer's encoding uses: ``(B, T)`` or per key-value head ``(B, H_kv, T)``."""
+
+    def forward(self, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class IndexAssigner(PositionAssigner):
+    """The usual integer token index: position i for the i-th token."""
+
+    def forward(self, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        return index
