@@ -451,12 +451,17 @@ class FwPKMLayer(nn.Module):
         self,
         batch_size: int,
         device: torch.device | str | None = None,
-        dtype: torch.dtype = torch.float32,
+        dtype: torch.dtype | None = None,
     ) -> FwPKMState:
-        """A fresh state for ``batch_size`` sequences: initial fast weights, empty queue."""
+        """A fresh state for ``batch_size`` sequences: initial fast weights, empty queue.
+
+        ``dtype`` defaults to float32, or float64 when the layer was cast to float64 (tests).
+        """
         c = self.config
         _check_int("batch_size", batch_size, 1)
         device = self.init_values.device if device is None else torch.device(device)
+        if dtype is None:
+            dtype = torch.promote_types(torch.float32, self.init_values.dtype)
         G = 1 if c.share_across_batch else batch_size
         keys = self.init_keys.to(device=device, dtype=dtype).unsqueeze(0)  # (1, H, 2, S, D/2)
         values = self.init_values.to(device=device, dtype=dtype).unsqueeze(0)  # (1, N, d_v)
