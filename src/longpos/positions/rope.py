@@ -139,14 +139,20 @@ class RotaryEncoding(PositionEncoding):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         # q: (B, H, T, D), k: (B, H_kv, T, D)
         # positions: (B, T) shared, or (B, H_kv, T) per key-value head.
-        pos_q = expand_positions(positions, q.shape[1])  # (B, H or 1, T)
-        pos_k = expand_positions(positions, k.shape[1])  # (B, H_kv or 1, T)
-        cos_q, sin_q = self.tables(pos_q)  # (B, H or 1, T, D)
-        if pos_k is pos_q or (positions.dim() == 2):
-            cos_k, sin_k = cos_q, sin_q
-        else:
-            cos_k, sin_k = self.tables(pos_k)
-        return apply_rotary(q, cos_q, sin_q), apply_rotary(k, cos_k, sin_k)
+        if positions.dim() == 2:
+            cos, sin = self.tables(positions[:, None, :])  # (B, 1, T, D)
+            return apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        bsz, n_heads, seq, dim = q.shape
+        n_kv = k.shape[1]
+        if positions.dim() != 3 or positions.shape[1] != n_kv or n_heads % n_kv:
+            raise ValueError(
+                f"per-head positions must be (B, H_kv={n_kv}, T); got {tuple(positions.shape)}"
+            )
+        cos, sin = self.tables(positions)  # (B, H_kv, T, D), computed once per kv head
+        # each query group shares its key-value head's positions
+        q_grouped = q.view(bsz, n_kv, n_heads // n_kv, seq, dim)  # (B, H_kv, G, T, D)
+        q_rot = apply_rotary(q_grouped, cos[:, :, None], sin[:, :, None]).view_as(q)
+        return q_rot, apply_rotary(k, cos, sin)
 
 
 class PositionAssigner(nn.Module):
