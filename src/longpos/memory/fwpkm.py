@@ -278,6 +278,28 @@ def zscore(x: Tensor, eps: float = 1e-6) -> Tensor:
     return (x - mean) / (std + eps)
 
 
+def _value_write_terms(
+    idx: Tensor, w: Tensor, resid: Tensor, gate: Tensor, mask: Tensor, n_slots: int, scale: float
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Per-access terms of the value step: ``(flat index (M,), scaled terms (M, d_v), counts)``.
+
+    ``M = G*R*A``; term ``(r, a)`` is ``scale / n_i * gate_r * mask_r * w_ra * resid_r`` for
+    ``i = idx_ra``, so that ``index_add`` of the terms gives the step; counts ``(G*N,)``.
+    """
+    G, R, A = idx.shape
+    d_v = resid.shape[-1]
+    offs = (torch.arange(G, device=idx.device) * n_slots).view(G, 1, 1)
+    flat = (idx + offs).reshape(-1)  # (G*R*A,) global slot index
+    used = mask.to(resid.dtype)  # (G, R)
+    counts = resid.new_zeros(G * n_slots).index_add(
+        0, flat, used.unsqueeze(-1).expand(G, R, A).reshape(-1)
+    )  # (G*N,): n_i, reads of each slot by written rows
+    per_access = (scale / counts.clamp_min(1.0))[flat].view(G, R, A)  # scale / n_i per access
+    coef = (gate * used).unsqueeze(-1) * w * per_access  # (G, R, A)
+    src = coef.unsqueeze(-1) * resid.unsqueeze(2)  # (G, R, A, d_v)
+    return flat, src.reshape(-1, d_v), counts
+
+
 def value_write_delta(
     idx: Tensor,
     w: Tensor,
@@ -289,7 +311,7 @@ def value_write_delta(
 ) -> tuple[Tensor, Tensor]:
     """Closed-form value step (spec §2.3): the quantity subtracted from ``V`` (before ``lr_v``).
 
-    ``delta_i = (scale / max(n_i, 1)) * sum_r coef_r * sum_{a: idx_ra = i} w_ra * resid_r``
+    ``delta_i = (scale / max(n_i, 1)) * sum_r gate_r mask_r * sum_{a: idx_ra = i} w_ra * resid_r``
 
     Args:
         idx: slot indices ``(G, R, A)`` (A = heads*topk accesses per row).
@@ -304,18 +326,9 @@ def value_write_delta(
         ``(delta (G, N, d_v), counts (G, N))`` where ``counts`` are the reads ``n_i`` of each slot
         by the masked rows (every head and top-k access counts once).
     """
-    G, R, A = idx.shape
-    d_v = resid.shape[-1]
-    offs = (torch.arange(G, device=idx.device) * n_slots).view(G, 1, 1)
-    flat = (idx + offs).reshape(-1)  # (G*R*A,) global slot index
-    used = mask.to(resid.dtype)  # (G, R)
-    coef = gate * used  # (G, R)
-    src = (coef.unsqueeze(-1) * w).unsqueeze(-1) * resid.unsqueeze(2)  # (G, R, A, d_v)
-    delta = resid.new_zeros(G * n_slots, d_v).index_add(0, flat, src.reshape(-1, d_v))
-    counts = resid.new_zeros(G * n_slots).index_add(
-        0, flat, used.unsqueeze(-1).expand(G, R, A).reshape(-1)
-    )  # (G*N,)
-    delta = delta * (scale / counts.clamp_min(1.0)).unsqueeze(-1)  # (G*N, d_v)
+    G, d_v = idx.shape[0], resid.shape[-1]
+    flat, src, counts = _value_write_terms(idx, w, resid, gate, mask, n_slots, scale)
+    delta = resid.new_zeros(G * n_slots, d_v).index_add(0, flat, src)  # (G*N, d_v)
     return delta.view(G, n_slots, d_v), counts.view(G, n_slots)
 
 
@@ -581,7 +594,7 @@ class FwPKMLayer(nn.Module):
 
         mask = valid[:, :Rp] & valid[:, L : L + Rp]  # (B, Rp): both ends in this document
         resid = rd.vhat[:, :Rp] - v[:, L : L + Rp]  # (B, Rp, d_v)
-        delta, counts = value_write_delta(
+        flat, src, counts = _value_write_terms(
             grp(rd.idx[:, :Rp]),
             grp(rd.w[:, :Rp]),
             grp(resid),
@@ -589,8 +602,11 @@ class FwPKMLayer(nn.Module):
             grp(mask),
             c.n_slots,
             c.value_scale,
-        )  # (G, N, d_v), (G, N)
-        values = state.values - c.lr_v * delta  # (G, N, d_v) out of place
+        )  # (M,), (M, d_v), (G*N,)
+        # V <- V - lr_v * delta, out of place: one new (G*N, d_v) table per write
+        values = state.values.reshape(G * c.n_slots, c.d_v).index_add(0, flat, src, alpha=-c.lr_v)
+        values = values.view(G, c.n_slots, c.d_v)  # (G, N, d_v)
+        counts = counts.view(G, c.n_slots)  # (G, N)
         keys = state.keys
         if c.addr_w > 0 and c.lr_k > 0 and Rp > 0:
             grads = [

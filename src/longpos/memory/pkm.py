@@ -283,7 +283,7 @@ class StaticPKM(nn.Module):
         for m in (self.out_proj, self.gate_proj):
             if m is not None:
                 init_linear_(m, generator)
-        if hasattr(self.query_norm, "reset_parameters"):
+        if isinstance(self.query_norm, nn.RMSNorm | nn.LayerNorm | nn.BatchNorm1d):
             self.query_norm.reset_parameters()
         _uniform_(self.keys, 1.0 / math.sqrt(c.d_k), generator)
         _normal_(self.values, c.value_dim**-0.5, generator)
