@@ -16,6 +16,7 @@ the allowed range) and round-trip through JSON.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -25,6 +26,53 @@ from longpos.positions.scaling import RopeConfig
 
 PLAN_PRESETS: tuple[str, ...] = ("rope", "nope", "r2n1", "n2r1", "repo")
 INIT_SCHEMES: tuple[str, ...] = ("fan_in", "normal")
+QK_NORMS: tuple[str, ...] = ("none", "q", "k", "qk")
+QK_NORM_LAYOUTS: tuple[str, ...] = ("head", "full")
+TEMPERATURE_MODES: tuple[str, ...] = ("static", "dynamic")
+TEMPERATURE_PRESETS: dict[str, float] = {
+    # DroPE paper, App. C.2: beta = 1 + c ln(s), fitted by perplexity at each s.
+    "scratch": 0.412,  # 0.5B DroPE model trained from scratch
+    "smollm": 0.103,  # SmolLM-360M-DroPE
+}
+
+
+@dataclass
+class TemperatureConfig:
+    """DroPE's inference softmax temperature: logits x beta, beta = 1 + c ln(max(1, s)).
+
+    s = length / max_seq_len. ``static``: length = ``target_length`` (fixed for an
+    evaluation at one length; cache-consistent). ``dynamic``: length = tokens seen so far
+    (cache + new), recomputed each forward for the new queries only, so a full forward and
+    incremental decoding differ once past max_seq_len. Never used in training (beta = 1
+    whenever s <= 1).
+    """
+
+    c: float = 0.0
+    """Slope of beta in ln s (>= 0); 0 turns the temperature off. Paper: 0.412 (scratch
+    0.5B), 0.103 (SmolLM-360M); see ``TEMPERATURE_PRESETS``."""
+    mode: str = "static"
+    """static | dynamic (see above)."""
+    target_length: int | None = None
+    """Evaluation length for ``static`` mode (>= 1); None = beta 1."""
+
+    def __post_init__(self) -> None:
+        if self.c < 0:
+            raise ValueError(f"temperature.c={self.c} must be >= 0")
+        if self.mode not in TEMPERATURE_MODES:
+            raise ValueError(
+                f"temperature.mode={self.mode!r} is unknown; allowed: {TEMPERATURE_MODES}"
+            )
+        if self.target_length is not None and self.target_length < 1:
+            raise ValueError(f"temperature.target_length={self.target_length} must be >= 1")
+
+    def beta(self, train_length: int, current_length: int) -> float:
+        """The logit multiplier for a forward whose context reaches ``current_length``."""
+        if self.c == 0:
+            return 1.0
+        length = current_length if self.mode == "dynamic" else self.target_length
+        if length is None or length <= train_length:
+            return 1.0
+        return 1.0 + self.c * math.log(length / train_length)
 
 
 @dataclass
@@ -87,8 +135,13 @@ class ModelConfig:
     """RoPE base and frequency scaling for rotating layers."""
     repo: RePoConfig = field(default_factory=RePoConfig)
     """RePo assigner options."""
-    qk_norm: bool = False
-    """RMS-normalise q and k per head before the rotation (Qwen3 style; DroPE's variant)."""
+    qk_norm: str = "none"
+    """RMSNorm on queries and/or keys before the rotation: none | q | k | qk."""
+    qk_norm_layout: str = "head"
+    """head: one norm over head_dim shared by heads (Qwen3) | full: over all heads
+    concatenated (OLMo2; DroPE's reference variant)."""
+    temperature: TemperatureConfig = field(default_factory=TemperatureConfig)
+    """DroPE's inference softmax temperature (off by default)."""
     norm_eps: float = 1e-6
     """RMSNorm epsilon (> 0)."""
     tie_embeddings: bool = True
@@ -104,6 +157,14 @@ class ModelConfig:
             self.rope = RopeConfig(**self.rope)
         if isinstance(self.repo, dict):
             self.repo = RePoConfig(**self.repo)
+        if isinstance(self.temperature, dict):
+            self.temperature = TemperatureConfig(**self.temperature)
+        if self.qk_norm not in QK_NORMS:
+            raise ValueError(f"qk_norm={self.qk_norm!r} is unknown; allowed: {QK_NORMS}")
+        if self.qk_norm_layout not in QK_NORM_LAYOUTS:
+            raise ValueError(
+                f"qk_norm_layout={self.qk_norm_layout!r} is unknown; allowed: {QK_NORM_LAYOUTS}"
+            )
         for name, low in (("vocab_size", 2), ("d_model", 8), ("n_layers", 1), ("n_heads", 1)):
             value = getattr(self, name)
             if not isinstance(value, int) or value < low:

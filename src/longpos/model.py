@@ -112,12 +112,14 @@ class Attention(nn.Module):
         self.k_proj = nn.Linear(d, self.n_kv_heads * self.head_dim, bias=False)
         self.v_proj = nn.Linear(d, self.n_kv_heads * self.head_dim, bias=False)
         self.o_proj = nn.Linear(self.n_heads * self.head_dim, d, bias=False)
-        self.q_norm = RMSNorm(self.head_dim, cfg.norm_eps) if cfg.qk_norm else None
-        self.k_norm = RMSNorm(self.head_dim, cfg.norm_eps) if cfg.qk_norm else None
+        full = cfg.qk_norm_layout == "full"
+        q_width = self.n_heads * self.head_dim if full else self.head_dim
+        k_width = self.n_kv_heads * self.head_dim if full else self.head_dim
+        self.q_norm = RMSNorm(q_width, cfg.norm_eps) if "q" in cfg.qk_norm else None
+        self.k_norm = RMSNorm(k_width, cfg.norm_eps) if "k" in cfg.qk_norm else None
+        self.norm_full_width = full
         self.assigner = assigner
         self.encoding = encoding
-        self.logit_scale = 1.0
-        """Multiplier on the 1/sqrt(head_dim) logit scale (DroPE's temperature beta)."""
 
     def forward(
         self,
@@ -126,26 +128,32 @@ class Attention(nn.Module):
         cache: KVCache | None = None,
         key_padding: torch.Tensor | None = None,
         return_attention: bool = False,
+        logit_scale: float = 1.0,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """x: (B, T, C) normalised input; index: (B, T) integer positions;
-        key_padding: (B, T_past + T) bool, True for real tokens.
+        key_padding: (B, T_past + T) bool, True for real tokens; logit_scale: multiplier
+        on 1/sqrt(head_dim) (DroPE's temperature beta).
 
         Returns the output (B, T, C), the assigned positions and, on request, the
         attention probabilities (B, H, T, T_past + T).
         """
         bsz, seq, _ = x.shape
         past = cache.length if cache is not None else 0
-        q = self.q_proj(x).view(bsz, seq, self.n_heads, self.head_dim).transpose(1, 2)
-        k = self.k_proj(x).view(bsz, seq, self.n_kv_heads, self.head_dim).transpose(1, 2)
-        v = self.v_proj(x).view(bsz, seq, self.n_kv_heads, self.head_dim).transpose(1, 2)
-        # q: (B, H, T, D); k, v: (B, H_kv, T, D)
-        if self.q_norm is not None and self.k_norm is not None:
-            q, k = self.q_norm(q), self.k_norm(k)
+        q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)  # (B, T, H*D), (B, T, H_kv*D)
+        if self.norm_full_width:
+            q = self.q_norm(q) if self.q_norm is not None else q
+            k = self.k_norm(k) if self.k_norm is not None else k
+        q = q.view(bsz, seq, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, T, D)
+        k = k.view(bsz, seq, self.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, H_kv, T, D)
+        v = v.view(bsz, seq, self.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, H_kv, T, D)
+        if not self.norm_full_width:
+            q = self.q_norm(q) if self.q_norm is not None else q
+            k = self.k_norm(k) if self.k_norm is not None else k
         positions = self.assigner(x, index)  # (B, T) or (B, H_kv, T)
         q, k = self.encoding(q, k, positions)
         if cache is not None:
             k, v = cache.update(self.layer_idx, k, v)  # (B, H_kv, T_past + T, D)
-        scale = self.logit_scale / math.sqrt(self.head_dim)
+        scale = logit_scale / math.sqrt(self.head_dim)
         mask = causal_mask(seq, past, key_padding, x.device)
         if return_attention:
             out, probs = eager_attention(q, k, v, mask, scale)
@@ -218,9 +226,10 @@ class Block(nn.Module):
         cache: KVCache | None,
         key_padding: torch.Tensor | None,
         return_attention: bool,
+        logit_scale: float = 1.0,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         attn_out, positions, probs = self.attn(
-            self.attn_norm(x), index, cache, key_padding, return_attention
+            self.attn_norm(x), index, cache, key_padding, return_attention, logit_scale
         )
         x = x + attn_out
         x = x + self.mlp(self.mlp_norm(x))
@@ -309,9 +318,10 @@ class LongposLM(nn.Module):
                 )
             key_padding = attention_mask.bool()
         x = self.embed(input_ids)  # (B, T, C)
+        beta = self.config.temperature.beta(self.config.max_seq_len, past + seq)
         positions, attentions = [], []
         for block in self.blocks:
-            x, pos, probs = block(x, index, cache, key_padding, return_attention)
+            x, pos, probs = block(x, index, cache, key_padding, return_attention, beta)
             if return_positions:
                 positions.append(pos)
             if probs is not None:

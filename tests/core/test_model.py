@@ -17,7 +17,9 @@ VARIANTS = {
     "yarn": dict(plan="rope", rope=dict(scaling="yarn", factor=4.0, original_length=8)),
     "pi": dict(plan="rope", rope=dict(scaling="pi", factor=2.0)),
     "repo_yarn": dict(plan="repo", rope=dict(scaling="yarn", factor=4.0, original_length=8)),
-    "repo_qknorm": dict(plan="repo", qk_norm=True),
+    "repo_qknorm": dict(plan="repo", qk_norm="qk"),
+    "nope_qnorm_full": dict(plan="nope", qk_norm="q", qk_norm_layout="full"),
+    "drope_temp": dict(plan="nope", temperature=dict(c=0.412, target_length=64)),
 }
 GQA = {"mha": dict(n_kv_heads=None), "gqa": dict(n_kv_heads=2), "mqa": dict(n_kv_heads=1)}
 
