@@ -154,3 +154,27 @@ def test_reset_mask_has_no_effect_when_false() -> None:
     y1, s1 = layer(x, st, reset=torch.tensor([False, False]))
     torch.testing.assert_close(y0, y1, rtol=0, atol=0)
     assert_states_close(s0, s1, atol=0)
+
+
+def test_gradient_checkpointing_gives_the_same_gradients() -> None:
+    from torch.utils.checkpoint import checkpoint
+
+    layer = tiny_layer()
+    _, st0 = layer(rand_x(2, 6, seed=2))
+    st0 = st0.detach()  # a carried state (e.g. from a cache), queue of 2 tokens
+    x = rand_x(2, 9, grad=True)
+    y, st = layer(x, st0)
+    g_ref = torch.autograd.grad(y.sum() + state_loss(st), [x, *layer.parameters()])
+    y_c, st_c = checkpoint(layer, x, st0, use_reentrant=False)
+    g_c = torch.autograd.grad(y_c.sum() + state_loss(st_c), [x, *layer.parameters()])
+    for a, b in zip(g_ref, g_c, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+
+
+def test_inference_mode_and_bfloat16_inputs() -> None:
+    layer = tiny_layer().to(torch.bfloat16)
+    x = rand_x(2, 9).to(torch.bfloat16)
+    with torch.inference_mode():
+        y, st = layer(x)
+    assert y.dtype == torch.bfloat16 and st.values.dtype == torch.float32  # fp32 fast weights
+    assert torch.isfinite(y.float()).all() and st.n_writes == 2

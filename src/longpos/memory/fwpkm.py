@@ -497,7 +497,9 @@ class FwPKMLayer(nn.Module):
 
         Their queued tokens are marked invalid (no pair crosses a document start). When every
         sequence is reset the result equals :meth:`init_state`. With ``share_across_batch``
-        the mask must be all True or all False.
+        the mask must be all True or all False. The write grid (every ``chunk`` tokens) is
+        shared by the batch, so a sequence reset while others are mid-chunk gets a shorter
+        first chunk; resetting at a chunk boundary (or all at once) matches a fresh memory.
         """
         B = state.batch_size
         if reset.shape != (B,):
