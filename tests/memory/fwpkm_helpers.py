@@ -24,7 +24,7 @@ def rand_x(B: int, T: int, d: int = 8, seed: int = 1, grad: bool = False) -> tor
 
 
 def assert_states_close(a: FwPKMState, b: FwPKMState, atol: float = 1e-10) -> None:
-    assert a.n_carry == b.n_carry and a.n_writes == b.n_writes
+    assert a.n_carry == b.n_carry and a.n_writes == b.n_writes and a.shared == b.shared
     for name in ("keys", "values", "pend_q", "pend_v", "pend_g", "access_counts"):
         ta, tb = getattr(a, name), getattr(b, name)
         assert ta.shape == tb.shape, (name, ta.shape, tb.shape)

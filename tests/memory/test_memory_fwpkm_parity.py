@@ -178,3 +178,23 @@ def test_inference_mode_and_bfloat16_inputs() -> None:
         y, st = layer(x)
     assert y.dtype == torch.bfloat16 and st.values.dtype == torch.float32  # fp32 fast weights
     assert torch.isfinite(y.float()).all() and st.n_writes == 2
+
+
+def test_state_select_reorders_sequences() -> None:
+    layer = tiny_layer()
+    x = rand_x(3, 6, seed=2)
+    _, st = layer(x)
+    idx = torch.tensor([2, 0])
+    sel = st.select(idx)
+    x_more = rand_x(3, 5, seed=3)
+    y_all, st_all = layer(x_more, st)
+    y_sel, st_sel = layer(x_more[idx], sel)
+    torch.testing.assert_close(y_sel, y_all[idx], rtol=0, atol=1e-12)
+    assert_states_close(st_sel, st_all.select(idx), atol=1e-12)
+    # beam expansion of a single sequence, per-sequence and shared memories
+    for share in (False, True):
+        lay = tiny_layer(share_across_batch=share)
+        _, one = lay(rand_x(1, 6, seed=4))
+        two = one.select(torch.tensor([0, 0]))
+        y2, _ = lay(rand_x(2, 3, seed=5), two)
+        assert y2.shape[:2] == (2, 3)

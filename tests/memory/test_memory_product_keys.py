@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from longpos.memory.pkm import brute_force_topk, product_topk, subkey_scores
 
@@ -63,3 +65,24 @@ def test_product_topk_rejects_bad_k() -> None:
         product_topk(torch.randn(4), torch.randn(4), 5)
     with pytest.raises(ValueError, match="same number of sub-keys"):
         product_topk(torch.randn(4), torch.randn(5), 2)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    S=st.integers(1, 12),
+    data=st.data(),
+    seed=st.integers(0, 2**16),
+    score=st.sampled_from(["dot", "idw"]),
+)
+def test_product_topk_property(S: int, data, seed: int, score: str) -> None:
+    k = data.draw(st.integers(1, S))
+    gen = torch.Generator().manual_seed(seed)
+    q = torch.randn(1, 3, 2, 4, generator=gen, dtype=torch.float64)
+    keys = torch.randn(1, 2, 2, S, 2, generator=gen, dtype=torch.float64)
+    s1, _ = subkey_scores(q[..., :2], keys[:, :, 0], score)
+    s2, _ = subkey_scores(q[..., 2:], keys[:, :, 1], score)
+    fast_s, fast_i = product_topk(s1, s2, k)
+    ref_s, ref_i = brute_force_topk(s1, s2, k)
+    torch.testing.assert_close(fast_s, ref_s, rtol=0, atol=1e-12)
+    assert torch.equal(fast_i.sort(-1).values, ref_i.sort(-1).values)
+    assert int(fast_i.max()) < S * S

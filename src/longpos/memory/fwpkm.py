@@ -233,6 +233,8 @@ class FwPKMState:
     """Writes applied since the state was created."""
     access_counts: Tensor
     """Reads per slot ``n_i`` of the last write ``(G, N)`` (monitoring, no gradient)."""
+    shared: bool = False
+    """True when one memory serves the whole batch (``share_across_batch``; G = 1)."""
 
     @property
     def batch_size(self) -> int:
@@ -252,6 +254,24 @@ class FwPKMState:
             pend_q=self.pend_q.detach(),
             pend_v=self.pend_v.detach(),
             pend_g=self.pend_g.detach(),
+        )
+
+    def select(self, index: Tensor) -> FwPKMState:
+        """Reorder / pick sequences ``index (B',)`` of the batch (beam search, cache reorder).
+
+        A shared memory (one group) is kept as is; only the queue is indexed.
+        """
+        index = index.to(self.pend_q.device)
+        pick = (lambda t: t) if self.shared else (lambda t: t.index_select(0, index))
+        return dataclasses.replace(
+            self,
+            keys=pick(self.keys),
+            values=pick(self.values),
+            access_counts=pick(self.access_counts),
+            pend_q=self.pend_q.index_select(0, index),
+            pend_v=self.pend_v.index_select(0, index),
+            pend_g=self.pend_g.index_select(0, index),
+            pend_valid=self.pend_valid.index_select(0, index),
         )
 
     def to(self, device: torch.device | str | None = None) -> FwPKMState:
@@ -490,6 +510,7 @@ class FwPKMLayer(nn.Module):
             n_carry=0,
             n_writes=0,
             access_counts=torch.zeros(G, c.n_slots, device=device, dtype=dtype),
+            shared=c.share_across_batch,
         )
 
     def reset_state(self, state: FwPKMState, reset: Tensor) -> FwPKMState:

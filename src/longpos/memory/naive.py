@@ -242,5 +242,6 @@ def naive_fwpkm_forward(
         n_carry=n_carry,
         n_writes=n_writes,
         access_counts=torch.stack(counts).detach(),
+        shared=state.shared,
     )
     return y, new_state
