@@ -1,0 +1,308 @@
+"""The training loop: AdamW groups, schedules, accumulation, clipping, z-loss, bf16,
+periodic evaluation, JSONL metrics, exact resume, and DDP / FSDP under ``torchrun``.
+
+Losses are sums divided by **global** token counts (known on every rank, because every
+rank draws the same global batch and keeps its own rows), so a run with any world size
+or accumulation gives the same update as one process with the whole batch.
+
+Output folder::
+
+    out/config.json        resolved model + training config
+    out/metrics.jsonl      one line per logged step / evaluation
+    out/checkpoint/        resumable state: model (loadable with load_model), optimiser,
+                           step, RNG (written atomically)
+    out/model/             final model (config.json + model.safetensors)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from longpos.checkpoint import save_model
+from longpos.io import atomic_write, atomic_write_json
+from longpos.model import LongposLM
+from longpos.train import distributed
+from longpos.train.config import TrainConfig
+from longpos.train.data import DataSource, build_source
+from longpos.train.optim import build_optimizer, param_groups, set_lr
+from longpos.train.schedule import lr_multiplier
+
+STATE_FILE = "trainer_state.pt"
+
+
+@dataclass
+class LossParts:
+    """Sums over tokens (not means), so they can be divided by global counts."""
+
+    answer: torch.Tensor
+    lm: torch.Tensor
+    zloss: torch.Tensor
+    correct: torch.Tensor
+
+
+def loss_sums(
+    model: torch.nn.Module, ids: torch.Tensor, mask: torch.Tensor | None, autocast: bool
+) -> LossParts:
+    """ids: (B, T+1) tokens; mask: (B, T+1) answer tokens or None."""
+    inputs, targets = ids[:, :-1], ids[:, 1:]  # (B, T) each
+    with torch.autocast(device_type=ids.device.type, dtype=torch.bfloat16, enabled=autocast):
+        logits = model(inputs).logits
+    logits = logits.float()  # (B, T, V)
+    token_loss = F.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="none"
+    ).view_as(targets)  # (B, T)
+    log_z = torch.logsumexp(logits, dim=-1)  # (B, T)
+    answer_mask = mask[:, 1:] if mask is not None else torch.zeros_like(targets, dtype=torch.bool)
+    hits = (logits.argmax(-1) == targets) & answer_mask
+    return LossParts(
+        answer=(token_loss * answer_mask).sum(),
+        lm=token_loss.sum(),
+        zloss=log_z.pow(2).sum(),
+        correct=hits.sum().float(),
+    )
+
+
+class Trainer:
+    """Trains ``model`` with ``cfg``, writing everything under ``out_dir``."""
+
+    def __init__(
+        self,
+        model: LongposLM,
+        cfg: TrainConfig,
+        out_dir: str | Path,
+        *,
+        source: DataSource | None = None,
+        extra_groups: dict | None = None,
+        parallel: str = "ddp",
+        on_eval: Callable[[LongposLM, int], dict[str, Any]] | None = None,
+    ):
+        self.cfg = cfg
+        self.out = Path(out_dir)
+        self.ctx = distributed.setup(cfg.device)
+        self.device = self.ctx.device
+        self.source = source or build_source(cfg.data, cfg.seed)
+        if self.source.vocab_size > model.config.vocab_size:
+            raise ValueError(
+                f"the data uses {self.source.vocab_size} token ids but model.vocab_size="
+                f"{model.config.vocab_size}: set --model.vocab_size {self.source.vocab_size}"
+            )
+        self.model = model.to(self.device)
+        self.wrapped = distributed.wrap(self.model, self.ctx, parallel)
+        groups = param_groups(self.model, cfg.optim, model.config.repo.lr_multiplier, extra_groups)
+        self.optimizer = build_optimizer(groups, cfg.optim)
+        self.autocast = cfg.bf16 and self.device.type == "cuda"
+        self.on_eval = on_eval
+        self.step = 0
+        self.tokens = 0
+        self.is_text = cfg.data.kind == "text"
+
+    # -------------------------------------------------------------- state
+    def checkpoint_dir(self) -> Path:
+        return self.out / "checkpoint"
+
+    def save_checkpoint(self) -> None:
+        model_state = distributed.full_model_state(self.wrapped, self.ctx)
+        optim_state = distributed.full_optimizer_state(self.wrapped, self.optimizer, self.ctx)
+        if not self.ctx.is_main:
+            return
+        final = self.checkpoint_dir()
+        tmp = self.out / "checkpoint.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        snapshot = LongposLM(self.model.config)
+        snapshot.load_state_dict(model_state)
+        save_model(snapshot, tmp)
+        state = {
+            "step": self.step,
+            "tokens": self.tokens,
+            "optimizer": optim_state,
+            "torch_rng": torch.get_rng_state(),
+            "train_config": self.cfg.to_dict(),
+        }
+        atomic_write(tmp / STATE_FILE, lambda p: torch.save(state, p))
+        old = self.out / "checkpoint.old"
+        shutil.rmtree(old, ignore_errors=True)
+        if final.exists():
+            final.rename(old)
+        tmp.rename(final)
+        shutil.rmtree(old, ignore_errors=True)
+
+    def try_resume(self) -> bool:
+        """Load ``out/checkpoint`` if present; returns whether training resumed."""
+        folder = self.checkpoint_dir()
+        if not (folder / STATE_FILE).is_file():
+            return False
+        from longpos.checkpoint import load_model
+
+        loaded = load_model(folder)
+        if loaded.config != self.model.config:
+            raise ValueError(
+                f"{folder} was written for another model config; use another --out "
+                "or delete the checkpoint to start over"
+            )
+        state = torch.load(folder / STATE_FILE, map_location="cpu", weights_only=False)
+        distributed.load_full_model_state(self.wrapped, loaded.state_dict(), self.ctx)
+        distributed.load_full_optimizer_state(
+            self.wrapped, self.optimizer, state["optimizer"], self.ctx
+        )
+        torch.set_rng_state(state["torch_rng"])
+        self.step, self.tokens = int(state["step"]), int(state["tokens"])
+        self._truncate_metrics(self.step)
+        return True
+
+    def _truncate_metrics(self, step: int) -> None:
+        path = self.out / "metrics.jsonl"
+        if not self.ctx.is_main or not path.exists():
+            return
+        keep = [
+            line for line in path.read_text().splitlines()
+            if line.strip() and json.loads(line)["step"] <= step
+        ]  # fmt: skip
+        atomic_write(path, lambda p: p.write_text("".join(k + "\n" for k in keep)))
+
+    def log(self, record: dict[str, Any]) -> None:
+        if self.ctx.is_main:
+            with open(self.out / "metrics.jsonl", "a", encoding="utf-8") as handle:
+                handle.write(json.dumps(record) + "\n")
+
+    # ----------------------------------------------------------- one step
+    def train_step(self) -> dict[str, float]:
+        cfg, ctx = self.cfg, self.ctx
+        length = cfg.length_at(self.step)
+        ids, mask = self.source.batch(self.step, cfg.batch_size, length + 1, "train")
+        n_all = ids.shape[0] * length
+        n_ans = int(mask[:, 1:].sum()) if mask is not None else 0
+        answer_w = 0.0 if self.is_text or n_ans == 0 else cfg.data.answer_weight
+        lm_w = 1.0 if self.is_text else cfg.data.lm_weight
+        rows = distributed.rank_rows(ids.shape[0], ctx)
+        ids = ids[rows].to(self.device)
+        mask = mask[rows].to(self.device) if mask is not None else None
+        micro = torch.chunk(torch.arange(ids.shape[0]), cfg.grad_accum)
+        totals = torch.zeros(4, device=self.device)
+        self.wrapped.train()
+        for i, part in enumerate(micro):
+            sync = i == len(micro) - 1
+            with distributed.maybe_no_sync(self.wrapped, ctx, sync):
+                sums = loss_sums(
+                    self.wrapped, ids[part], mask[part] if mask is not None else None,
+                    self.autocast,
+                )  # fmt: skip
+                loss = lm_w * sums.lm / n_all + cfg.z_loss * sums.zloss / n_all
+                if answer_w:
+                    loss = loss + answer_w * sums.answer / n_ans
+                (loss * ctx.world_size).backward()  # DDP averages over ranks
+            totals += torch.stack([sums.answer, sums.lm, sums.zloss, sums.correct]).detach()
+        mult = lr_multiplier(self.step, cfg.steps, cfg.optim)
+        set_lr(self.optimizer, mult)
+        grad_norm = distributed.clip_grad_norm(self.wrapped, cfg.optim.grad_clip)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        self.tokens += n_all
+        totals = distributed.all_reduce_sum(totals, ctx)
+        out = {
+            "lm_loss": float(totals[1]) / n_all,
+            "lr": cfg.optim.lr * mult,
+            "grad_norm": float(grad_norm),
+            "seq_len": length,
+        }
+        if n_ans:
+            out["answer_loss"] = float(totals[0]) / n_ans
+            out["answer_acc"] = float(totals[3]) / n_ans
+        out["loss"] = (answer_w * out.get("answer_loss", 0.0)) + lm_w * out["lm_loss"]
+        return out
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        """Held-out batches (split ``eval``) at the training length."""
+        cfg = self.cfg
+        self.wrapped.eval()
+        totals = torch.zeros(4)
+        n_all = n_ans = 0
+        for i in range(cfg.eval_batches):
+            ids, mask = self.source.batch(i, cfg.batch_size, cfg.seq_len + 1, "eval")
+            sums = loss_sums(
+                self.model, ids.to(self.device),
+                mask.to(self.device) if mask is not None else None, self.autocast,
+            )  # fmt: skip
+            totals += torch.stack([sums.answer, sums.lm, sums.zloss, sums.correct]).cpu()
+            n_all += ids.shape[0] * cfg.seq_len
+            n_ans += int(mask[:, 1:].sum()) if mask is not None else 0
+        out = {"eval_lm_loss": float(totals[1]) / n_all}
+        out["eval_ppl"] = math.exp(min(out["eval_lm_loss"], 50.0))
+        if n_ans:
+            out["eval_answer_loss"] = float(totals[0]) / n_ans
+            out["eval_answer_acc"] = float(totals[3]) / n_ans
+        if self.on_eval is not None:
+            out.update(self.on_eval(self.model, self.step))
+        return out
+
+    # ------------------------------------------------------------ the run
+    def fit(self, resume: bool = True, stop_after: int | None = None) -> dict[str, Any]:
+        """Run to ``cfg.steps`` (or stop early after ``stop_after`` total steps, leaving a
+        resumable checkpoint, as an interrupted run would)."""
+        cfg = self.cfg
+        self.out.mkdir(parents=True, exist_ok=True)
+        if self.ctx.is_main:
+            atomic_write_json(
+                self.out / "config.json",
+                {"model": self.model.config.to_dict(), "train": cfg.to_dict(),
+                 "world_size": self.ctx.world_size},
+            )  # fmt: skip
+        resumed = resume and self.try_resume()
+        if not resumed and self.ctx.is_main:
+            (self.out / "metrics.jsonl").unlink(missing_ok=True)
+        bar = tqdm(
+            total=cfg.steps, initial=self.step, disable=not (cfg.progress and self.ctx.is_main),
+            desc="train", dynamic_ncols=True,
+        )  # fmt: skip
+        last: dict[str, Any] = {}
+        window_start, window_tokens = time.perf_counter(), 0
+        while self.step < cfg.steps:
+            if stop_after is not None and self.step >= stop_after:
+                bar.close()
+                self.save_checkpoint()
+                return {"last": last, "stopped_at": self.step, "resumed": resumed}
+            record = self.train_step()
+            window_tokens += cfg.batch_size * record["seq_len"]
+            bar.update(1)
+            if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                elapsed = time.perf_counter() - window_start
+                record.update(step=self.step, tokens=self.tokens,
+                              tokens_per_s=window_tokens / max(elapsed, 1e-9))  # fmt: skip
+                window_start, window_tokens = time.perf_counter(), 0
+                self.log(record)
+                bar.set_postfix(loss=f"{record['loss']:.3f}",
+                                tok_s=f"{record['tokens_per_s']:.0f}")  # fmt: skip
+            last = record
+            if cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < cfg.steps:
+                self.log({"step": self.step, **self.evaluate()})
+            if cfg.save_every and self.step % cfg.save_every == 0 and self.step < cfg.steps:
+                self.save_checkpoint()
+        bar.close()
+        final_eval = {"step": self.step, **self.evaluate()}
+        self.log(final_eval)
+        self.save_checkpoint()
+        state = distributed.full_model_state(self.wrapped, self.ctx)  # every rank takes part
+        if self.ctx.is_main:
+            final = LongposLM(self.model.config)
+            final.load_state_dict(state)
+            save_model(final, self.out / "model")
+        return {"last": last, "eval": final_eval, "resumed": resumed}
+
+
+def train(model: LongposLM, cfg: TrainConfig, out_dir: str | Path, **kwargs: Any) -> dict:
+    """Train (resuming from ``out_dir/checkpoint`` if present); returns final metrics."""
+    resume = kwargs.pop("resume", True)
+    stop_after = kwargs.pop("stop_after", None)
+    return Trainer(model, cfg, out_dir, **kwargs).fit(resume=resume, stop_after=stop_after)
