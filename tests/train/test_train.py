@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from copy_source import CopySource
+
 from longpos.checkpoint import load_model
 from longpos.config import ModelConfig
 from longpos.model import LongposLM
