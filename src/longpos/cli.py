@@ -1,27 +1,33 @@
 """The ``longpos`` command line, generated from the config dataclasses by tyro.
 
 Every option is a dataclass field with nested dotted names (``--model.n_layers 6``,
-``--model.rope.scaling yarn``); unknown options and invalid values are rejected with
-a message. Each subcommand lives in its own function below.
+``--model.rope.scaling yarn``, ``--train.optim.lr 1e-3``); unknown options and invalid
+values are rejected with a message. ``--preset NAME`` (or ``--init-from CHECKPOINT``) makes
+that model config the defaults of the ``--model.*`` options, which still override them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
 import sys
+from dataclasses import dataclass
 from typing import Any
 
 import tyro
 
 
-def info(json_output: bool = False) -> None:
-    """Print versions, the compute device and thread counts.
+@dataclass
+class InfoArgs:
+    """Print versions, the compute device and thread counts."""
 
-    Args:
-        json_output: Print one JSON object instead of a table.
-    """
+    json: bool = False
+    """Print one JSON object instead of a table."""
+
+
+def run_info(args: InfoArgs) -> dict[str, Any]:
     import torch
 
     import longpos
@@ -42,26 +48,73 @@ def info(json_output: bool = False) -> None:
         data["transformers"] = transformers.__version__
     except ImportError:
         data["transformers"] = None
-    if json_output:
+    if args.json:
         print(json.dumps(data, indent=2))
-        return
-    width = max(map(len, data))
-    for key, value in data.items():
-        print(f"{key:<{width}}  {value}")
+    else:
+        width = max(map(len, data))
+        for key, value in data.items():
+            print(f"{key:<{width}}  {value}")
+    return data
 
 
-def commands() -> dict[str, Any]:
-    """Subcommand name -> function; each function's signature defines its options."""
-    return {"info": info}
+def commands() -> dict[str, tuple[type, Any]]:
+    """Subcommand -> (arguments dataclass, function running it)."""
+    from longpos.train.command import TrainArgs
+    from longpos.train.command import run as run_train
+
+    return {"info": (InfoArgs, run_info), "train": (TrainArgs, run_train)}
+
+
+def option_from_argv(argv: list[str], *names: str) -> str | None:
+    """The value given to any of ``names`` (``--opt VALUE`` or ``--opt=VALUE``)."""
+    for i, arg in enumerate(argv):
+        if arg in names and i + 1 < len(argv):
+            return argv[i + 1]
+        for name in names:
+            if arg.startswith(name + "="):
+                return arg.split("=", 1)[1]
+    return None
+
+
+def model_defaults(cls: type, argv: list[str]) -> Any:
+    """Defaults of ``cls`` whose model config comes from ``--init-from`` or ``--preset``."""
+    default = cls()
+    if not any(f.name == "model" for f in dataclasses.fields(cls)):
+        return default
+    init_from = option_from_argv(argv, "--init-from", "--init_from")
+    preset_name = option_from_argv(argv, "--preset")
+    if init_from is not None:
+        from longpos.checkpoint import read_config
+
+        return dataclasses.replace(default, model=read_config(init_from)[0])
+    if preset_name is not None:
+        from longpos.config import preset
+
+        return dataclasses.replace(default, model=preset(preset_name), preset=preset_name)
+    return default
 
 
 def main(argv: list[str] | None = None) -> None:
-    tyro.extras.subcommand_cli_from_dict(
-        commands(),
-        prog="longpos",
-        description="longpos: learned, dropped and fast-weight positions for long contexts.",
-        args=sys.argv[1:] if argv is None else argv,
-    )
+    argv = list(sys.argv[1:] if argv is None else argv)
+    table = commands()
+    if not argv or argv[0] not in table:
+        # Top-level help, or an unknown command: let tyro print the listing / the error.
+        tyro.extras.subcommand_cli_from_dict(
+            {name: cls for name, (cls, _) in table.items()},
+            prog="longpos",
+            description="longpos: learned, dropped and fast-weight positions for long contexts.",
+            args=argv,
+        )
+        return
+    name, rest = argv[0], argv[1:]
+    cls, run = table[name]
+    try:
+        default = model_defaults(cls, rest)
+        args = tyro.cli(cls, args=rest, default=default, prog=f"longpos {name}")
+        run(args)
+    except ValueError as exc:  # a user-caused error: say what to change, no traceback
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from exc
 
 
 if __name__ == "__main__":

@@ -1,0 +1,3 @@
+from longpos.cli import main
+
+main()
