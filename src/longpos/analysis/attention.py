@@ -330,6 +330,7 @@ def plot_attention_mass(
             ax.axvspan(lo - 0.5, hi + 0.5, color="0.92", zorder=0)
     for ax, (key, ylabel) in zip(axes, panels, strict=True):
         ax.set_xlabel("layer")
+        ax.set_xticks(range(max((r.n_layers for r in reports), default=0)))
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
         if key == "rho":

@@ -196,6 +196,7 @@ def viewer_data(
         raise ValueError(f"tokens_text has {len(tokens_text)} entries for {len(ids)} tokens")
     if marks is None and sample is not None:
         marks = sample_marks(sample)
+    _check_ids(ids, getattr(getattr(model, "config", None), "vocab_size", None), "the model")
     per_layer = collect_positions(model, torch.tensor([ids], dtype=torch.long))[0]
     layers = []
     for index, lp in enumerate(per_layer):
