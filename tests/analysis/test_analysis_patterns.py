@@ -138,3 +138,23 @@ def test_analyze_patterns_needs_learned_positions():
     model = LongposLM(ModelConfig(vocab_size=40, d_model=32, n_layers=2, n_heads=4)).eval()
     with pytest.raises(ValueError, match="no learned-position"):
         analyze_patterns(model, [list(range(40))], chunk=C)
+
+
+def test_position_spans_per_length():
+    from longpos.analysis.span import position_spans
+
+    cfg = ModelConfig(vocab_size=40, d_model=32, n_layers=3, n_heads=4, max_seq_len=64, plan="repo")
+    model = LongposLM(cfg, torch.Generator().manual_seed(0)).eval()
+    g = torch.Generator().manual_seed(3)
+    inputs = {k: [torch.randint(0, 40, (k,), generator=g) for _ in range(3)] for k in (16, 48)}
+    res = position_spans(model, inputs)
+    assert res["protocol"] == "longpos" and res["lengths"] == [16, 48]
+    assert set(res["per_layer"]["16"]) == {"1", "2"}
+    spans_48 = []
+    for ids in inputs[48]:
+        with torch.no_grad():
+            zz = model(ids[None], return_positions=True).positions[2][0, 3]
+        spans_48.append(float(zz.max() - zz.min()))
+    cell = res["spans"]["48"]["2/3"]
+    assert cell["n"] == 3 and cell["mean"] == pytest.approx(np.mean(spans_48), rel=1e-6)
+    assert cell["std"] == pytest.approx(np.std(spans_48, ddof=1), rel=1e-5)

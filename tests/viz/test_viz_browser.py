@@ -171,3 +171,15 @@ def test_phone_sized_screen(browser, model_page):
     assert "sel" in page.get_attribute("#plot circle[data-i='3']", "class")
     assert errors == []
     page.close()
+
+
+def test_text_lines_and_highlight_after_a_newline(browser, tmp_path):
+    path = write_position_viewer(tiny_model(vocab_size=259), "ab\ncd\nef", tmp_path / "t.html")
+    page, requests, errors = open_page(browser, path)
+    assert page.locator("#tokens br").count() == 2  # the text keeps its lines
+    page.click(".tok[data-i='7']")  # "f", after two line breaks
+    assert page.locator(".tok.sel").get_attribute("data-i") == "7"
+    assert "sel" in page.get_attribute("#plot circle[data-i='7']", "class")
+    assert page.locator(".tok.nb").count() == 2  # neighbours 5 and 6 (none after the end)
+    assert requests == [path.resolve().as_uri()] and errors == []
+    page.close()

@@ -109,7 +109,7 @@ svg text { font: 11px system-ui, sans-serif; fill: var(--muted); }
   });
   var state = {layer: D.default_layer, head: 0, focus: false, ref: true, sel: null};
   var $ = function (id) { return document.getElementById(id); };
-  var SVGNS = "http://www.w3.org/2000/svg";
+  var tokEls = [];
 
   function esc(s) {
     return String(s).replace(/[&<>"]/g, function (c) {
@@ -208,8 +208,10 @@ svg text { font: 11px system-ui, sans-serif; fill: var(--muted); }
       var cls = "tok" + (D.separate_tokens ? " sep" : "") + (role[i] ? " m-" + role[i] : "");
       html.push('<span class="' + cls + '" data-i="' + i + '" title="#' + i +
                 (role[i] ? " (" + role[i] + ")" : "") + '">' + esc(shown(D.tokens[i])) + "</span>");
+      if (D.tokens[i].indexOf("\n") >= 0) html.push("<br>");  // keep the text's lines
     }
     box.innerHTML = html.join("");
+    tokEls = box.querySelectorAll(".tok");
     box.addEventListener("click", function (e) {
       var t = e.target.closest(".tok");
       if (t) select(+t.getAttribute("data-i"), false);
@@ -298,9 +300,9 @@ svg text { font: 11px system-ui, sans-serif; fill: var(--muted); }
     state.sel = i;
     if (i !== null) {
       for (var j = Math.max(0, i - 2); j <= Math.min(T - 1, i + 2); j++) {
-        box.children[j].classList.add(j === i ? "sel" : "nb");
+        tokEls[j].classList.add(j === i ? "sel" : "nb");
       }
-      if (scroll) box.children[i].scrollIntoView({block: "nearest", inline: "nearest"});
+      if (scroll) tokEls[i].scrollIntoView({block: "nearest", inline: "nearest"});
     }
     render();
   }

@@ -36,6 +36,7 @@ from longpos.io import atomic_write_text
 from longpos.viz._viewer_template import TEMPLATE
 
 __all__ = [
+    "DEFAULT_TEXT",
     "MARK_ROLES",
     "viewer_data",
     "render_viewer_html",
@@ -49,6 +50,18 @@ __all__ = [
 MARK_ROLES: tuple[str, ...] = ("value", "key", "needle", "distractor", "query")
 """Token roles the viewer colours (the first listed wins when spans overlap)."""
 DEFAULT_MAX_TOKENS = 2048
+
+DEFAULT_TEXT = """| student | maths | physics | history |
+|---------|-------|---------|---------|
+| Amara   | 78    | 84      | 91      |
+| Bo      | 92    | 88      | 73      |
+| Chiara  | 65    | 71      | 80      |
+| Dmitri  | 88    | 95      | 67      |
+
+Question: what is the average physics score of the four students?
+Answer:"""
+"""A structured input (a Markdown score table, then a question about it): the kind of
+context where learned positions tend to follow the structure (``spec/repo.md`` 6.5)."""
 
 
 # --------------------------------------------------------------------------- inputs
@@ -419,8 +432,9 @@ def _load_any_model(model_path: str) -> tuple[Any, dict[str, Any], str]:
         )
     model = loader(str(folder))
     tok = getattr(model, "tokenizer", None)
-    if tok is None and callable(getattr(hf, "load_tokenizer", None)):
-        tok = hf.load_tokenizer(str(folder))
+    tok_loader = getattr(hf, "load_tokenizer", None)
+    if tok is None and callable(tok_loader):
+        tok = tok_loader(str(folder))
     if tok is None:
         raise ValueError(f"{folder}: no tokenizer found next to the Hugging Face model")
     return model, {"kind": "text", "tokenizer": tok, "source": "hf"}, f"{folder.name} (HF)"
@@ -452,6 +466,7 @@ def viz_positions_command(
         raise ValueError(f"--out {out}: the viewer is an HTML file; use a .html name")
     model, vocab, desc = _load_any_model(model_path)
     vocab_size = getattr(getattr(model, "config", None), "vocab_size", None)
+    tok: Any = None
     if text is not None:
         if vocab["kind"] == "symbolic":
             raise ValueError(
@@ -481,7 +496,6 @@ def viz_positions_command(
         if "num_symbols" not in options and vocab_size is not None:
             options["num_symbols"] = max(8, min(512, vocab_size - 16))
         sample = generate_sample(task, length, seed=seed, level="token", **options)
-        tok = None
     else:
         from longpos.data.tokenizers import load_tokenizer
 

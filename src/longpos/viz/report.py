@@ -272,8 +272,9 @@ def write_report(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if train_length is None:
-        found = {r.metadata.get("train_length") for r in runs} - {None}
-        train_length = int(found.pop()) if len(found) == 1 else None
+        found = {r.metadata.get("train_length") for r in runs}
+        found.discard(None)
+        train_length = int(found.pop()) if len(found) == 1 else None  # type: ignore[arg-type]
     lengths = sorted({n for r in runs for n in r.lengths})
     families: dict[str, list[str]] = {}
     for run in runs:
@@ -319,7 +320,7 @@ def write_report(
             for r in runs
         ],
         "average": overall,
-        "effective_length": dict(eff_rows),
+        "effective_length": {str(name): eff for name, eff in eff_rows},
         "families": {},
         "files": [png.name],
     }
