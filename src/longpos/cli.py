@@ -20,6 +20,53 @@ import tyro
 
 
 @dataclass
+class VizPositionsArgs:
+    """Write a self-contained HTML page of the positions a model assigns to each token."""
+
+    model: str
+    """A longpos checkpoint folder (or a Hugging Face model folder, with longpos[hf])."""
+    out: str = "positions.html"
+    """The HTML file to write."""
+    text: str | None = None
+    """Text to show (text models); exclusive with --task."""
+    task: str | None = None
+    """A task of the suite; a sample of it is generated (needle and query marked)."""
+    length: int | None = None
+    """Length in tokens of the task sample."""
+    seed: int = 0
+    """Seed of the task sample."""
+
+
+def run_viz_positions(args: VizPositionsArgs) -> None:
+    from longpos.viz.positions import viz_positions_command
+
+    path = viz_positions_command(
+        args.model, args.out, text=args.text, task=args.task, length=args.length, seed=args.seed
+    )
+    print(f"wrote {path}")
+
+
+@dataclass
+class ReportArgs:
+    """Turn evaluation folders of several models into report.md with tables and plots."""
+
+    runs: tyro.conf.Positional[tuple[str, ...]]
+    """Evaluation output folders (each with results.json from longpos eval)."""
+    out: str = "longpos-report"
+    """Output folder."""
+    title: str = "longpos evaluation report"
+    train_length: int | None = None
+    """Training length, marked on the plots."""
+
+
+def run_report(args: ReportArgs) -> None:
+    from longpos.viz.report import write_report
+
+    path = write_report(list(args.runs), args.out, title=args.title, train_length=args.train_length)
+    print(f"wrote {path}")
+
+
+@dataclass
 class InfoArgs:
     """Print versions, the compute device and thread counts."""
 
@@ -59,10 +106,17 @@ def run_info(args: InfoArgs) -> dict[str, Any]:
 
 def commands() -> dict[str, tuple[type, Any]]:
     """Subcommand -> (arguments dataclass, function running it)."""
+    from longpos.demo import DemoArgs, run_demo
     from longpos.train.command import TrainArgs
     from longpos.train.command import run as run_train
 
-    return {"info": (InfoArgs, run_info), "train": (TrainArgs, run_train)}
+    return {
+        "info": (InfoArgs, run_info),
+        "train": (TrainArgs, run_train),
+        "demo": (DemoArgs, run_demo),
+        "viz positions": (VizPositionsArgs, run_viz_positions),
+        "report": (ReportArgs, run_report),
+    }
 
 
 def option_from_argv(argv: list[str], *names: str) -> str | None:
@@ -77,10 +131,14 @@ def option_from_argv(argv: list[str], *names: str) -> str | None:
 
 
 def model_defaults(cls: type, argv: list[str]) -> Any:
-    """Defaults of ``cls`` whose model config comes from ``--init-from`` or ``--preset``."""
+    """Defaults of ``cls`` whose model config comes from ``--init-from`` or ``--preset``
+    (None for commands without a ``model: ModelConfig`` field)."""
+    from longpos.config import ModelConfig
+
+    if not any(f.name == "model" and f.type in (ModelConfig, "ModelConfig")
+               for f in dataclasses.fields(cls)):  # fmt: skip
+        return None
     default = cls()
-    if not any(f.name == "model" for f in dataclasses.fields(cls)):
-        return default
     init_from = option_from_argv(argv, "--init-from", "--init_from")
     preset_name = option_from_argv(argv, "--preset")
     if init_from is not None:
@@ -97,10 +155,14 @@ def model_defaults(cls: type, argv: list[str]) -> Any:
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     table = commands()
+    if len(argv) >= 2 and f"{argv[0]} {argv[1]}" in table:  # two-word commands
+        argv = [f"{argv[0]} {argv[1]}", *argv[2:]]
+    elif argv and argv[0].replace("-", " ") in table:  # "viz-positions" as in the listing
+        argv = [argv[0].replace("-", " "), *argv[1:]]
     if not argv or argv[0] not in table:
         # Top-level help, or an unknown command: let tyro print the listing / the error.
         tyro.extras.subcommand_cli_from_dict(
-            {name: cls for name, (cls, _) in table.items()},
+            {name.replace(" ", "-"): cls for name, (cls, _) in table.items()},
             prog="longpos",
             description="longpos: learned, dropped and fast-weight positions for long contexts.",
             args=argv,

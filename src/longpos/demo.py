@@ -1,0 +1,435 @@
+"""``longpos demo``: the main job on a fresh CPU machine.
+
+Trains tiny RoPE, NoPE, R2N1, RePo and DroPE models on the same budget on a noisy
+multi-key retrieval task (token-level ``niah_multikey_1`` of the suite: 4 key-value
+needles in a repeated-sentence haystack, one question per key during training), evaluates
+them at L, 2L and 4L, and writes to the output folder:
+
+- ``results.json``: per method and length: accuracy, 95% interval, samples; the setup;
+- ``report.md``: the table and what it means;
+- ``accuracy_vs_length.png``;
+- ``positions.html``: the RePo model's assigned positions on an evaluation sample;
+- ``runs/<method>-s<seed>/``: each training run (metrics.jsonl, model/) and its
+  evaluation (samples.jsonl, results.json, summary.md).
+
+DroPE uses the same budget: it is the RoPE run dropped at 87.5% of its steps (the
+paper's recommendation) and recalibrated at L for the remaining 12.5%.
+
+Calibration (see README, "How the demo was calibrated"): tiny models learn retrieval
+only after a plateau, so the task is dense (every key is asked), keys and values are
+single symbols from 32, L = 64, 3 layers of width 64, 3,000 steps of 32 sequences at lr
+3e-3. Runs go to worker processes with one thread each (tiny matrices are faster on one
+thread; two workers use both cores).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import multiprocessing as mp
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from longpos.config import ModelConfig
+from longpos.io import atomic_write_json, atomic_write_text
+from longpos.train.config import DataConfig, OptimConfig, TrainConfig
+
+METHODS: tuple[str, ...] = ("rope", "nope", "r2n1", "repo", "drope")
+TASK = "niah_multikey_1"
+TASK_OPTIONS: dict[str, Any] = dict(
+    num_symbols=32, key_len=1, value_len=1, num_keys=4, noise="repeat", haystack="repeat"
+)
+
+
+@dataclass
+class DemoPlan:
+    """The calibrated budget of one demo run."""
+
+    length: int = 64
+    steps: int = 3000
+    batch_size: int = 32
+    lr: float = 3e-3
+    d_model: int = 64
+    n_layers: int = 3
+    n_heads: int = 4
+    samples: int = 100
+    drop_fraction: float = 0.875
+
+    @classmethod
+    def quick(cls) -> DemoPlan:
+        return cls(steps=400, samples=40)
+
+
+@dataclass
+class DemoArgs:
+    """Train tiny RoPE / NoPE / R2N1 / RePo / DroPE models on noisy multi-key retrieval and
+    compare them at 1x, 2x and 4x the training length."""
+
+    out: Path = Path("longpos-demo")
+    """Output folder."""
+    quick: bool = False
+    """A smoke run in under 2 minutes (too short for the models to learn much)."""
+    seeds: int = 1
+    """Training seeds per method (>= 1); more seeds show seed noise (each adds the full cost)."""
+    workers: int = 2
+    """Parallel training processes (one thread each)."""
+    methods: str = ",".join(METHODS)
+    """Comma-separated subset of rope, nope, r2n1, repo, drope."""
+    steps: int | None = None
+    """Override the calibrated number of training steps."""
+    samples: int | None = None
+    """Override the number of evaluation samples per length."""
+    plan: DemoPlan = field(default_factory=DemoPlan)
+
+
+def model_config(plan: DemoPlan, technique: str, vocab_size: int) -> ModelConfig:
+    return ModelConfig(
+        vocab_size=vocab_size, d_model=plan.d_model, n_layers=plan.n_layers,
+        n_heads=plan.n_heads, max_seq_len=plan.length, plan=technique,
+    )  # fmt: skip
+
+
+def train_config(plan: DemoPlan, seed: int, steps: int) -> TrainConfig:
+    return TrainConfig(
+        steps=steps, batch_size=plan.batch_size, seq_len=plan.length, seed=seed,
+        log_every=25, eval_every=0, eval_batches=2, progress=False, device="cpu",
+        optim=OptimConfig(lr=plan.lr, warmup_steps=max(1, steps // 20)),
+        data=DataConfig(kind="task", tasks=TASK, options=json.dumps(TASK_OPTIONS)),
+    )  # fmt: skip
+
+
+def vocab_size() -> int:
+    from longpos.tasks.symbolic import vocab_for
+
+    return vocab_for(TASK, **TASK_OPTIONS).vocab_size
+
+
+# ------------------------------------------------------------------ one job (worker side)
+def run_job(job: dict[str, Any]) -> dict[str, Any]:
+    """Train (and for rope: also DroPE) one method / seed, then evaluate it."""
+    from longpos.checkpoint import load_model
+    from longpos.model import LongposLM
+    from longpos.positions.drope import drop_positions
+    from longpos.train.loop import train
+
+    torch.set_num_threads(1)
+    plan = DemoPlan(**job["plan"])
+    method, seed, root = job["method"], job["seed"], Path(job["root"])
+    start = time.perf_counter()
+    vocab = vocab_size()
+    technique = "rope" if method == "drope" else method
+    cfg = model_config(plan, technique, vocab)
+    run_dir = root / f"{method}-s{seed}"
+    model = LongposLM(cfg, torch.Generator().manual_seed(seed))
+    tcfg = train_config(plan, seed, plan.steps)
+    done = [run_dir]
+    if method == "rope" and "drope" in job["with"]:
+        drop_step = round(plan.drop_fraction * plan.steps)
+        train(model, tcfg, run_dir, stop_after=drop_step, resume=False)
+        snapshot = load_model(run_dir / "checkpoint")
+        train(LongposLM(cfg), tcfg, run_dir)  # resumes from the checkpoint to the end
+        drop_dir = root / f"drope-s{seed}"
+        drop_positions(snapshot)
+        recal = train_config(plan, seed + 1000, plan.steps - drop_step)
+        train(snapshot, recal, drop_dir, resume=False)
+        done.append(drop_dir)
+    else:
+        train(model, tcfg, run_dir, resume=False)
+    for folder in done:
+        evaluate_run(folder, plan, seed)
+    return {"method": f"{method}-s{seed}", "seconds": round(time.perf_counter() - start, 1)}
+
+
+def evaluate_run(folder: Path, plan: DemoPlan, seed: int) -> Any:
+    """Greedy decoding on fresh samples at L, 2L, 4L through the evaluation runner."""
+    from longpos.checkpoint import load_model
+    from longpos.eval.adapter import LongposEvalModel
+    from longpos.eval.runner import run_eval
+
+    model = LongposEvalModel(load_model(folder / "model"))
+    lengths = [plan.length * m for m in (1, 2, 4)]
+    return run_eval(
+        model, [TASK], lengths, plan.samples, folder / "eval", seed=10_000 + seed,
+        task_options={TASK: TASK_OPTIONS}, progress=False,
+    )  # fmt: skip
+
+
+# ------------------------------------------------------------------------- main side
+def wilson(successes: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson interval of a binomial proportion."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def steps_done(root: Path, names: list[str]) -> int:
+    """Training steps finished so far, read from the runs' metrics files."""
+    total = 0
+    for name in names:
+        path = root / name / "metrics.jsonl"
+        if path.exists():
+            lines = path.read_text().strip().splitlines()
+            total += max((json.loads(x)["step"] for x in lines if x), default=0)
+    return total
+
+
+def run_demo(args: DemoArgs) -> dict[str, Any]:
+    from tqdm.auto import tqdm
+
+    plan = DemoPlan.quick() if args.quick else args.plan
+    if args.steps is not None:
+        plan.steps = args.steps
+    if args.samples is not None:
+        plan.samples = args.samples
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    bad = [m for m in methods if m not in METHODS]
+    if bad or not methods:
+        raise ValueError(f"--methods has unknown entries {bad}; allowed: {', '.join(METHODS)}")
+    if args.seeds < 1 or args.workers < 1:
+        raise ValueError("--seeds and --workers must be >= 1")
+    out = Path(args.out)
+    root = out / "runs"
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    jobs = []
+    for seed in range(args.seeds):
+        for method in methods:
+            if method == "drope":
+                continue
+            jobs.append(dict(method=method, seed=seed, root=str(root), plan=asdict(plan),
+                             **{"with": methods}))  # fmt: skip
+        if "drope" in methods and "rope" not in methods:
+            jobs.append(dict(method="rope", seed=seed, root=str(root), plan=asdict(plan),
+                             **{"with": methods}))  # fmt: skip
+    names = [f"{m}-s{s}" for s in range(args.seeds) for m in methods]
+    drop_step = round(plan.drop_fraction * plan.steps)
+    total = sum(plan.steps - drop_step if n.startswith("drope") else plan.steps for n in names)
+    if "drope" in methods and "rope" not in methods:
+        total += args.seeds * plan.steps
+    start = time.perf_counter()
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(min(args.workers, len(jobs))) as pool:
+        pending = pool.map_async(run_job, jobs)
+        with tqdm(total=total, desc="demo: training", unit="step", dynamic_ncols=True) as bar:
+            while not pending.ready():
+                pending.wait(2.0)
+                bar.n = min(total, steps_done(root, sorted(p.name for p in root.iterdir())))
+                bar.refresh()
+        train_seconds = {r["method"]: r["seconds"] for r in pending.get()}
+    elapsed = time.perf_counter() - start
+    summary = summarise(root, methods, args.seeds, plan)
+    summary["job_seconds"] = train_seconds
+    summary["setup"] = {
+        "task": TASK, "task_options": TASK_OPTIONS, "plan": asdict(plan), "seeds": args.seeds,
+        "methods": methods, "wall_seconds": round(elapsed, 1), "quick": args.quick,
+        "workers": args.workers,
+    }  # fmt: skip
+    atomic_write_json(out / "results.json", summary)
+    write_outputs(out, summary, plan)
+    print(f"demo finished in {elapsed:.0f} s: {out / 'report.md'}")
+    return summary
+
+
+def read_samples(folder: Path) -> list[dict[str, Any]]:
+    path = folder / "eval" / "samples.jsonl"
+    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+
+
+def summarise(root: Path, methods: list[str], seeds: int, plan: DemoPlan) -> dict[str, Any]:
+    """Accuracy per method and length from the runs' ``eval/samples.jsonl`` files: pooled
+    over seeds with a 95% interval, per seed, and split by needle distance (within the
+    training length L of the question, or beyond it)."""
+    summary: dict[str, Any] = {}
+    table: dict[str, Any] = {}
+    lengths = [plan.length * m for m in (1, 2, 4)]
+    for method in methods:
+        per_length: dict[str, Any] = {}
+        for length in lengths:
+            seed_acc, hits, n = [], 0.0, 0
+            near = [0.0, 0]
+            far = [0.0, 0]
+            for seed in range(seeds):
+                rows = [r for r in read_samples(root / f"{method}-s{seed}")
+                        if r["length"] == length]  # fmt: skip
+                if not rows:
+                    continue
+                scores = [float(r["score"]) for r in rows]
+                seed_acc.append(sum(scores) / len(scores))
+                hits += sum(scores)
+                n += len(scores)
+                for r in rows:
+                    depth = r.get("depth")
+                    if depth is None:
+                        continue
+                    distance = (1.0 - float(depth)) * length
+                    bucket = far if distance > plan.length else near
+                    bucket[0] += float(r["score"])
+                    bucket[1] += 1
+            low, high = wilson(hits, n)
+            per_length[str(length)] = {
+                "accuracy": hits / n if n else None,
+                "ci95": [low, high],
+                "samples": n,
+                "per_seed": seed_acc,
+                "near_accuracy": near[0] / near[1] if near[1] else None,
+                "near_samples": near[1],
+                "far_accuracy": far[0] / far[1] if far[1] else None,
+                "far_samples": far[1],
+            }
+        table[method] = per_length
+    summary["accuracy"] = table
+    summary["lengths"] = lengths
+    summary["train_length"] = plan.length
+    values = TASK_OPTIONS["num_symbols"] - TASK_OPTIONS["num_symbols"] // 2
+    summary["chance"] = {
+        "uniform_value": 1 / values,
+        "copy_any_needle": 1 / TASK_OPTIONS["num_keys"],
+    }
+    return summary
+
+
+def pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}"
+
+
+def interpretation(summary: dict[str, Any], seeds: int) -> list[str]:
+    """Two sentences on what the table means, computed from the numbers (never canned)."""
+    acc = summary["accuracy"]
+    lengths = summary["lengths"]
+    first, last = str(lengths[0]), str(lengths[-1])
+    chance = summary["chance"]
+    at_l = sorted(acc, key=lambda m: acc[m][first]["accuracy"] or 0.0, reverse=True)
+    at_far = sorted(acc, key=lambda m: acc[m][last]["accuracy"] or 0.0, reverse=True)
+    best, worst = at_l[0], at_l[-1]
+    sentence1 = (
+        f"At the training length L = {lengths[0]}, {best} answers {pct(acc[best][first]['accuracy'])}% "
+        f"and {worst} {pct(acc[worst][first]['accuracy'])}% of questions (chance: "
+        f"{pct(chance['uniform_value'])}% for a random value, {pct(chance['copy_any_needle'])}% "
+        f"for copying some needle's value); at 4L = {lengths[-1]} the best is {at_far[0]} with "
+        f"{pct(acc[at_far[0]][last]['accuracy'])}%."
+    )
+    # Are the top two methods separable?
+    top, second = at_l[0], at_l[1] if len(at_l) > 1 else at_l[0]
+    lo_top = acc[top][first]["ci95"][0]
+    hi_second = acc[second][first]["ci95"][1]
+    seed_note = ""
+    if seeds == 1:
+        seed_note = (
+            " With one seed per method the seed-to-seed variation is not measured (it is large "
+            "for tiny models); run `longpos demo --seeds 3` before drawing conclusions."
+        )
+    else:
+        spreads = [
+            max(v["per_seed"]) - min(v["per_seed"])
+            for m in acc for v in acc[m].values() if len(v["per_seed"]) > 1
+        ]  # fmt: skip
+        gap = (acc[top][first]["accuracy"] or 0) - (acc[second][first]["accuracy"] or 0)
+        noise = max(spreads) if spreads else 0.0
+        seed_note = (
+            f" Across {seeds} seeds the largest seed spread is {pct(noise)} points against a "
+            f"gap of {pct(gap)} points between {top} and {second} at L: "
+            + ("the gap is within seed noise." if gap <= noise else "the gap exceeds it.")
+        )
+    if lo_top <= hi_second:
+        sentence2 = (
+            f"The 95% intervals of {top} and {second} overlap at L, so this run does not "
+            f"separate them.{seed_note}"
+        )
+    else:
+        sentence2 = f"At L, {top}'s 95% interval lies above {second}'s.{seed_note}"
+    return [sentence1, sentence2]
+
+
+def write_outputs(out: Path, summary: dict[str, Any], plan: DemoPlan) -> None:
+    from longpos.viz.plots import plot_accuracy_vs_length
+
+    acc = summary["accuracy"]
+    lengths = summary["lengths"]
+    seeds = summary["setup"]["seeds"]
+    head = "| method | " + " | ".join(f"{n} ({n // plan.length}L)" for n in lengths) + " |"
+    lines = [head, "|---" * (len(lengths) + 1) + "|"]
+    for method, row in acc.items():
+        cells = []
+        for n in lengths:
+            cell = row[str(n)]
+            lo, hi = cell["ci95"]
+            cells.append(f"{pct(cell['accuracy'])} [{pct(lo)}, {pct(hi)}]")
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    far_lines = ["| method | " + " | ".join(f"{n}: near / far" for n in lengths[1:]) + " |",
+                 "|---" * len(lengths) + "|"]  # fmt: skip
+    for method, row in acc.items():
+        cells = [
+            f"{pct(row[str(n)]['near_accuracy'])} ({row[str(n)]['near_samples']}) / "
+            f"{pct(row[str(n)]['far_accuracy'])} ({row[str(n)]['far_samples']})"
+            for n in lengths[1:]
+        ]
+        far_lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    setup = summary["setup"]
+    text = "\n".join(
+        [
+            "# longpos demo: noisy multi-key retrieval, tiny models on a CPU",
+            "",
+            " ".join(interpretation(summary, seeds)),
+            "",
+            f"Accuracy (%) of greedy answers, {plan.samples} fresh samples per length and seed,"
+            f" pooled over {seeds} seed(s), with 95% Wilson intervals:",
+            "",
+            *lines,
+            "",
+            f"By needle distance from the question (near: within L = {plan.length} tokens; far:"
+            " beyond what any model saw in training); accuracy % (samples):",
+            "",
+            *far_lines,
+            "",
+            "## Setup",
+            "",
+            f"- Task: token-level `{TASK}` with options `{json.dumps(TASK_OPTIONS)}` (4 needles"
+            " `KEY k VAL v SEP` in a repeated-sentence haystack; training asks every key).",
+            f"- Models: {plan.n_layers} layers, width {plan.d_model}, {plan.n_heads} heads;"
+            " RoPE, NoPE, R2N1 (NoPE in layer 2), RePo (RoPE in layer 0, RePo above), DroPE"
+            f" (the RoPE run dropped at {plan.drop_fraction:.1%} of its steps and recalibrated"
+            " at L for the rest).",
+            f"- Budget per method: {plan.steps} steps x {plan.batch_size} sequences of"
+            f" {plan.length} tokens, AdamW lr {plan.lr}, cosine; {setup['wall_seconds']} s wall"
+            f" in total with {setup['workers']} worker process(es).",
+            "- Files: `results.json` (all numbers), `accuracy_vs_length.png`, `positions.html`"
+            " (RePo's positions on an evaluation sample), `runs/` (training metrics, models,"
+            " per-sample predictions).",
+            "",
+        ]
+    )
+    atomic_write_text(out / "report.md", text)
+    curves = {
+        m: {n: 100 * (row[str(n)]["accuracy"] or 0.0) for n in lengths} for m, row in acc.items()
+    }
+    plot_accuracy_vs_length(
+        curves, out / "accuracy_vs_length.png", "noisy multi-key retrieval",
+        train_length=plan.length,
+    )  # fmt: skip
+    write_positions_page(out, plan)
+
+
+def write_positions_page(out: Path, plan: DemoPlan) -> None:
+    """The RePo model's assigned positions on one evaluation sample at 2L."""
+    from longpos.checkpoint import load_model
+    from longpos.tasks.base import generate_sample
+    from longpos.viz.positions import sample_marks, sample_tokens_text, write_position_viewer
+
+    folder = out / "runs" / "repo-s0" / "model"
+    if not folder.exists():
+        return
+    sample = generate_sample(TASK, 2 * plan.length, seed=7, **TASK_OPTIONS)
+    write_position_viewer(
+        load_model(folder), sample.prompt_ids, out / "positions.html",
+        tokens_text=sample_tokens_text(sample), marks=sample_marks(sample),
+        title="RePo positions (demo model)",
+        subtitle=f"{TASK}, length {2 * plan.length} (2x training length)",
+    )  # fmt: skip
