@@ -16,7 +16,7 @@ TEMPLATE = r"""<!DOCTYPE html>
 <style>
 :root { --fg: #1d2329; --muted: #66707a; --line: #d8dde2; --bg: #fff; --panel: #f5f7f9;
         --pt: #3f6fb5; --sel: #d62728; --nb: #ff9f1c; --value: #e07b00; --key: #2ca02c;
-        --needle: #f2c14e; --distractor: #9a9a9a; --query: #8e44ad; }
+        --needle: #f2c14e; --distractor: #9a9a9a; --dvalue: #5f5f5f; --query: #8e44ad; }
 * { box-sizing: border-box; }
 body { margin: 0; font: 15px/1.4 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif;
        color: var(--fg); background: var(--bg); }
@@ -44,6 +44,7 @@ button[aria-pressed="true"] { background: var(--fg); color: var(--bg); }
 .tok.m-key { background: #d9f0d9; border-bottom-color: var(--key); }
 .tok.m-needle { background: #fbf0cf; border-bottom-color: var(--needle); }
 .tok.m-distractor { background: #ececec; border-bottom-color: var(--distractor); }
+.tok.m-distractor_value { background: #d6d6d6; border-bottom-color: var(--dvalue); }
 .tok.m-query { background: #eadcf3; border-bottom-color: var(--query); }
 .tok.nb { outline: 2px solid var(--nb); }
 .tok.sel { background: var(--sel) !important; color: #fff; outline: 2px solid var(--sel); }
@@ -56,6 +57,7 @@ svg text { font: 11px system-ui, sans-serif; fill: var(--muted); }
 .pt.m-key { fill: var(--key); fill-opacity: 1; }
 .pt.m-needle { fill: var(--needle); fill-opacity: 1; }
 .pt.m-distractor { fill: var(--distractor); }
+.pt.m-distractor_value { fill: var(--dvalue); fill-opacity: 1; }
 .pt.m-query { fill: var(--query); fill-opacity: 1; }
 .pt.clip { fill-opacity: 0; stroke: currentColor; stroke-width: 1; color: var(--pt); }
 .pt.nb { stroke: var(--nb); stroke-width: 2; }
@@ -100,9 +102,9 @@ svg text { font: 11px system-ui, sans-serif; fill: var(--muted); }
   "use strict";
   var D = JSON.parse(document.getElementById("viewer-data").textContent);
   var T = D.tokens.length;
-  var ROLES = ["value", "key", "needle", "distractor", "query"];
-  var COLORS = {value: "--value", key: "--key", needle: "--needle", distractor: "--distractor",
-                query: "--query"};
+  var ROLES = ["value", "key", "distractor_value", "needle", "distractor", "query"];
+  var COLORS = {value: "--value", key: "--key", distractor_value: "--dvalue", needle: "--needle",
+                distractor: "--distractor", query: "--query"};
   var role = new Array(T).fill("");
   ROLES.slice().reverse().forEach(function (r) {  // the first role in ROLES wins
     (D.marks[r] || []).forEach(function (i) { if (i >= 0 && i < T) role[i] = r; });
@@ -184,7 +186,7 @@ svg text { font: 11px system-ui, sans-serif; fill: var(--muted); }
     items.push(["selected", "--sel"]);
     lg.innerHTML = items.map(function (it) {
       return '<span><span class="sw" style="background:var(' + it[1] + ')"></span>' +
-             esc(it[0]) + "</span>";
+             esc(it[0].replace("_", " ")) + "</span>";
     }).join("") + "<span>hollow: outside the focus range</span>";
     $("meta").textContent = D.subtitle || "";
   }

@@ -11,8 +11,8 @@ written by :func:`write_position_viewer` shows
 - a *focus* mode that zooms the position axis to the inliers by the 1.5 x IQR rule
   (points in [Q1 - 1.5 IQR, Q3 + 1.5 IQR], plus 5% padding); points outside are drawn
   hollow at the edge;
-- needle, value, key, distractor and query tokens marked in colour when the input is a
-  task sample.
+- needle, value, key, distractor (and distractor value) and query tokens marked in colour
+  when the input is a task sample.
 
 RoPE and NoPE layers show their integer index. Everything (data as JSON, styles, hand
 written JavaScript, inline SVG) is inside the file; the page makes no network request
@@ -47,7 +47,7 @@ __all__ = [
     "plot_positions_png",
 ]
 
-MARK_ROLES: tuple[str, ...] = ("value", "key", "needle", "distractor", "query")
+MARK_ROLES: tuple[str, ...] = ("value", "key", "distractor_value", "needle", "distractor", "query")
 """Token roles the viewer colours (the first listed wins when spans overlap)."""
 DEFAULT_MAX_TOKENS = 2048
 
