@@ -1,1 +1,120 @@
-"""longpos.hf"""
+"""Hugging Face transformers integration: RePo, DroPE, NoPE hybrids and scaled RoPE.
+
+RePo: Li, Zhao, Cai, Sproat, "Language Models with Context Re-Positioning",
+arXiv 2512.14391. DroPE: Gelberg, Eguchi, Akiba, Cetin, "Extending the Context of
+Pretrained LLMs by Dropping Their Positional Embeddings", arXiv 2512.12167.
+
+The only package of longpos that imports transformers (5.23 or later 5.x). Importing
+it registers the ``<family>_longpos`` config and model types with ``AutoConfig`` /
+``AutoModelForCausalLM``. Supported families (grouped-query attention included):
+Llama, Mistral, Qwen2, Qwen3, OLMo2; attention implementations: eager, sdpa (and
+flash / flex, passed through untouched; not tested on CPU).
+
+Conversion (in place; returns the same model; every pretrained weight is kept)
+    apply_longpos(model, plan="repo", *, repo_start=None, repo=None, rope=None,
+                  drope_qk_norm=None) -> model
+        plan: rope | nope | r2n1 | n2r1 | repo | one entry per layer (list or
+        comma string of rope/nope/repo). repo: :class:`longpos.config.RePoConfig`.
+        rope: :class:`longpos.positions.scaling.RopeConfig` (PI / NTK / YaRN /
+        Llama-3), written to ``config.rope_parameters``.
+    set_rope(model, rope) -> model             change RoPE scaling only
+    drop_positions(model, *, qk_norm=None)    DroPE: NoPE everywhere, optional q/k/qk
+                                              full-width RMSNorm (not for Qwen3/OLMo2)
+    set_temperature(model, *, beta=None, c=None, eval_length=None, train_length=None,
+                    mode="static") -> beta | None
+        DroPE inference temperature beta = 1 + c ln(eval/train); ``mode="dynamic"``
+        uses each query's own position (cache-consistent). Persisted in the config.
+    drope_beta(c, eval_length, train_length) -> float
+    layer_plan(model) -> list[str]
+
+Persistence
+    ``model.save_pretrained(path)`` then ``AutoModelForCausalLM.from_pretrained(path)``
+    (or :func:`load_hf_model`) restores a converted model exactly; no
+    ``trust_remote_code``. ``CONFIG_CLASSES`` / ``MODEL_CLASSES`` map family -> class.
+
+Loading and evaluation
+    load_hf_model(path_or_model, *, plan=None, repo_start=None, repo=None, rope=None,
+                  drope_qk_norm=None, dtype=None, device=None,
+                  attn_implementation=None) -> model
+        local folders only (stock or converted); converts when a plan is given.
+    HFEvalModel(model, tokenizer=None, *, max_length=None, device=None,
+                stop_at_eos=True)
+        evaluation protocol: ``.tokenizer``, ``.max_length``,
+        ``generate_ids(prompt_ids, max_new_tokens) -> list[int]`` (greedy, KV cache).
+    load_eval_model(path, device="cpu", *, tokenizer=None, dtype=None,
+                    max_length=None, temperature_c=None, train_length=None)
+    greedy_generate(model, prompt_ids, max_new_tokens, *, eos_ids=(),
+                    use_cache=True) -> list[int]
+
+Positions (visualisation)
+    with record_positions(model) as rec: model(ids)   rec.by_layer: {layer: (B,H_kv,T)}
+    assigned_positions(model, input_ids, attention_mask=None)
+        -> (positions (L, B, H_kv, T), learned flags per layer)
+
+Training: a converted model is an ordinary ``PreTrainedModel``; RePo parameters are
+named ``model.layers.<i>.self_attn.position_assigner.{gate,content,assign}.weight``
+(see :func:`repo_parameters`) and DroPE norms ``...self_attn.{q,k}_norm.weight``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from torch import nn
+
+from longpos.hf.attention import ATTENTION_CLASSES, LongposAttentionMixin, drope_beta
+from longpos.hf.convert import (
+    QK_NORMS,
+    TEMPERATURE_PRESETS,
+    apply_longpos,
+    drop_positions,
+    layer_plan,
+    set_rope,
+    set_temperature,
+)
+from longpos.hf.families import FAMILIES, SUPPORTED_FAMILIES, family_of
+from longpos.hf.loading import (
+    HFEvalModel,
+    greedy_generate,
+    load_eval_model,
+    load_hf_model,
+)
+from longpos.hf.modeling import CONFIG_CLASSES, MODEL_CLASSES, register_auto_classes
+from longpos.hf.positions import PositionRecord, assigned_positions, record_positions
+
+register_auto_classes()
+
+
+def repo_parameters(model: nn.Module) -> Iterator[tuple[str, nn.Parameter]]:
+    """``(name, parameter)`` of every RePo predictor (e.g. for a separate lr group)."""
+    for name, param in model.named_parameters():
+        if ".position_assigner." in name:
+            yield name, param
+
+
+__all__ = [
+    "ATTENTION_CLASSES",
+    "CONFIG_CLASSES",
+    "FAMILIES",
+    "MODEL_CLASSES",
+    "QK_NORMS",
+    "SUPPORTED_FAMILIES",
+    "TEMPERATURE_PRESETS",
+    "HFEvalModel",
+    "LongposAttentionMixin",
+    "PositionRecord",
+    "apply_longpos",
+    "assigned_positions",
+    "drop_positions",
+    "drope_beta",
+    "family_of",
+    "greedy_generate",
+    "layer_plan",
+    "load_eval_model",
+    "load_hf_model",
+    "record_positions",
+    "register_auto_classes",
+    "repo_parameters",
+    "set_rope",
+    "set_temperature",
+]

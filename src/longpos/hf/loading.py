@@ -1,0 +1,212 @@
+"""Load local Hugging Face models (stock or converted) and evaluate them.
+
+Context: the RePo (arXiv 2512.14391) and DroPE (arXiv 2512.12167) evaluations score
+greedy continuations of long prompts; this module gives ``longpos eval`` and
+``longpos train`` a local-folder loader and an adapter with the evaluation protocol
+(``.tokenizer``, ``.max_length``, ``generate_ids``) that decodes greedily through the
+KV cache.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import AutoModelForCausalLM
+
+from longpos.config import RePoConfig
+from longpos.hf.convert import apply_longpos, set_temperature
+from longpos.hf.families import family_of
+from longpos.positions.scaling import RopeConfig
+
+
+def load_hf_model(
+    path_or_model: str | os.PathLike[str] | nn.Module,
+    *,
+    plan: str | Sequence[str] | None = None,
+    repo_start: int | None = None,
+    repo: RePoConfig | None = None,
+    rope: RopeConfig | None = None,
+    drope_qk_norm: str | None = None,
+    dtype: torch.dtype | str | None = None,
+    device: str | torch.device | None = None,
+    attn_implementation: str | None = None,
+) -> nn.Module:
+    """A causal LM from a local folder (stock family or ``<family>_longpos``) or an
+    already loaded model, optionally converted to ``plan`` (see :func:`apply_longpos`).
+
+    Never contacts a hub: only local folders are accepted. ``dtype`` defaults to the
+    checkpoint's; ``attn_implementation`` to transformers' choice (sdpa on CPU).
+    """
+    if isinstance(path_or_model, nn.Module):
+        model = path_or_model
+        family_of(model)
+        if attn_implementation is not None:
+            model.set_attn_implementation(attn_implementation)  # type: ignore[operator]
+        if dtype is not None:
+            model = model.to(dtype=_dtype(dtype))
+    else:
+        folder = Path(path_or_model)
+        if not (folder / "config.json").is_file():
+            raise ValueError(
+                f"{folder} is not a Hugging Face model folder (no config.json); longpos.hf "
+                "loads local folders only"
+            )
+        kwargs: dict[str, Any] = {"local_files_only": True}
+        if dtype is not None:
+            kwargs["dtype"] = _dtype(dtype)
+        if attn_implementation is not None:
+            kwargs["attn_implementation"] = attn_implementation
+        try:
+            model = AutoModelForCausalLM.from_pretrained(str(folder), **kwargs)
+        except ValueError as exc:
+            raise ValueError(f"cannot load {folder} as a causal LM: {exc}") from exc
+        family_of(model)
+    if plan is not None or rope is not None or drope_qk_norm is not None:
+        current = getattr(model.config, "longpos_plan", None)
+        apply_longpos(
+            model,
+            plan if plan is not None else (current or "rope"),
+            repo_start=repo_start,
+            repo=repo,
+            rope=rope,
+            drope_qk_norm=drope_qk_norm,
+        )
+    if device is not None:
+        model = model.to(device)
+    return model
+
+
+def _dtype(dtype: torch.dtype | str) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    names = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16}
+    names.update({"bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16})
+    if dtype not in names:
+        raise ValueError(f"dtype={dtype!r} is unknown; allowed: {sorted(names)}")
+    return names[dtype]
+
+
+class HFEvalModel:
+    """Evaluation-protocol adapter: greedy decoding with the KV cache, one prompt at a time.
+
+    ``tokenizer``: None (the model reads the task suite's token ids directly) or a
+    tokenizer object (wrapped by :func:`longpos.data.tokenizers.load_tokenizer`).
+    ``max_length``: the longest prompt + continuation to allow (None = no limit; the
+    default is ``None`` because RePo / DroPE are meant to run past the training length).
+    ``stop_at_eos``: stop at the model's EOS token (it is not returned).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        tokenizer: Any = None,
+        *,
+        max_length: int | None = None,
+        device: str | torch.device | None = None,
+        stop_at_eos: bool = True,
+    ):
+        family_of(model)
+        if device is not None:
+            model = model.to(device)
+        self.model = model.eval()
+        self.device = next(model.parameters()).device
+        if tokenizer is not None:
+            from longpos.data.tokenizers import load_tokenizer
+
+            tokenizer = load_tokenizer(tokenizer)
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        eos = getattr(model.generation_config, "eos_token_id", None) if stop_at_eos else None
+        self.eos_ids: list[int] = (
+            [] if eos is None else ([eos] if isinstance(eos, int) else list(eos))
+        )
+
+    @torch.no_grad()
+    def generate_ids(self, prompt_ids: list[int], max_new_tokens: int) -> list[int]:
+        """Greedy continuation of ``prompt_ids``: up to ``max_new_tokens`` new ids."""
+        if not prompt_ids:
+            raise ValueError("the prompt is empty: nothing to condition generation on")
+        if max_new_tokens < 0:
+            raise ValueError(f"max_new_tokens={max_new_tokens} must be >= 0")
+        vocab = int(self.model.config.vocab_size)
+        if min(prompt_ids) < 0 or max(prompt_ids) >= vocab:
+            raise ValueError(
+                f"prompt ids must be in [0, {vocab}); got {min(prompt_ids)}..{max(prompt_ids)}: "
+                "the task vocabulary does not match the model"
+            )
+        if self.max_length is not None and len(prompt_ids) + max_new_tokens > self.max_length:
+            raise ValueError(
+                f"prompt ({len(prompt_ids)}) + max_new_tokens ({max_new_tokens}) exceeds "
+                f"max_length={self.max_length}"
+            )
+        if max_new_tokens == 0:
+            return []
+        return greedy_generate(self.model, prompt_ids, max_new_tokens, eos_ids=self.eos_ids)
+
+
+@torch.no_grad()
+def greedy_generate(
+    model: nn.Module,
+    prompt_ids: list[int],
+    max_new_tokens: int,
+    *,
+    eos_ids: Sequence[int] = (),
+    use_cache: bool = True,
+) -> list[int]:
+    """Plain greedy loop over ``model(...)`` with a ``DynamicCache`` (no generation
+    config surprises: no repetition penalty, no length defaults). Returns new ids only."""
+    from transformers import DynamicCache
+
+    device = next(model.parameters()).device
+    tokens = torch.tensor([prompt_ids], dtype=torch.long, device=device)  # (1, T)
+    cache = DynamicCache(config=model.config) if use_cache else None
+    step = tokens
+    new: list[int] = []
+    for _ in range(max_new_tokens):
+        out = model(
+            input_ids=step if use_cache else tokens, past_key_values=cache, use_cache=use_cache
+        )
+        nxt = int(out.logits[0, -1].argmax())
+        if nxt in eos_ids:
+            break
+        new.append(nxt)
+        step = torch.tensor([[nxt]], dtype=torch.long, device=device)
+        tokens = torch.cat((tokens, step), dim=1)
+    return new
+
+
+def load_eval_model(
+    path: str | os.PathLike[str],
+    device: str | torch.device = "cpu",
+    *,
+    tokenizer: Any = None,
+    dtype: torch.dtype | str | None = None,
+    max_length: int | None = None,
+    temperature_c: float | str | None = None,
+    train_length: int | None = None,
+) -> HFEvalModel:
+    """An :class:`HFEvalModel` for a local folder. The tokenizer is the folder's own
+    (``AutoTokenizer``, local files only) unless given; ``None`` if it has none.
+    ``temperature_c`` + ``train_length`` switch on DroPE's per-query temperature."""
+    model = load_hf_model(path, dtype=dtype, device=device)
+    if tokenizer is None:
+        tokenizer = _local_tokenizer(Path(path))
+    if temperature_c is not None:
+        if train_length is None:
+            raise ValueError("temperature_c needs train_length (the training context length)")
+        set_temperature(model, c=temperature_c, train_length=train_length, mode="dynamic")
+    return HFEvalModel(model, tokenizer, max_length=max_length)
+
+
+def _local_tokenizer(folder: Path) -> Any:
+    names = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json", "vocab.json")
+    if not any((folder / n).is_file() for n in names):
+        return None
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(folder), local_files_only=True)

@@ -1,0 +1,141 @@
+"""Registered ``<family>_longpos`` config and causal-LM types, so converted models persist.
+
+Context: RePo (arXiv 2512.14391) adds a position predictor to some attention layers and
+DroPE (arXiv 2512.12167) removes the rotation (optionally adding q/k norms and an
+inference temperature). A stock class would drop the new tensors as unexpected keys
+and forget the plan on reload, so each family gets a config subclass with the plan as
+typed fields and a ``ForCausalLM`` subclass whose ``__init__`` rebuilds the converted
+layers from the config before the weights load. Both are registered with
+``AutoConfig`` / ``AutoModelForCausalLM`` when :mod:`longpos.hf` is imported, so
+``AutoModelForCausalLM.from_pretrained(path)`` restores a converted model exactly,
+offline and without ``trust_remote_code`` (``spec/hf-integration.md`` §9).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from huggingface_hub.dataclasses import strict
+from torch import nn
+from transformers import AutoConfig, AutoModelForCausalLM
+
+from longpos.hf.attention import ATTENTION_CLASSES, LongposAttentionMixin
+from longpos.hf.families import FAMILIES, Family
+from longpos.positions.repo import RePoAssigner
+
+
+def _make_config_class(family: Family) -> type:
+    name = f"{family.config_class.__name__.removesuffix('Config')}LongposConfig"
+    namespace: dict[str, Any] = {
+        "__module__": __name__,
+        "__qualname__": name,
+        "__doc__": (
+            f"{family.config_class.__name__} plus the longpos per-layer position plan "
+            f"(model_type ``{family.longpos_type}``)."
+        ),
+        "model_type": family.longpos_type,
+        "__annotations__": {
+            "longpos_plan": "list[str] | None",
+            "longpos_repo": "dict | None",
+            "longpos_qk_norm": "str | None",
+            "longpos_temperature": "dict | None",
+        },
+        "longpos_plan": None,
+        "longpos_repo": None,
+        "longpos_qk_norm": None,
+        "longpos_temperature": None,
+    }
+    cls = type(name, (family.config_class,), namespace)
+    return strict(cls)  # type: ignore[no-any-return]
+
+
+class LongposCausalLMMixin:
+    """Rebuilds the converted attention layers from ``config.longpos_*`` in ``__init__``."""
+
+    config: Any
+
+    def __init__(self, config: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(config, *args, **kwargs)  # type: ignore[call-arg]
+        install_from_config(self)  # type: ignore[arg-type]
+
+    def _init_weights(self, module: nn.Module) -> None:
+        super()._init_weights(module)  # type: ignore[misc]
+        if isinstance(module, RePoAssigner):
+            # Only reached for tensors missing from a checkpoint (guarded init).
+            module.init_weights()
+
+
+def _make_model_class(family: Family, config_class: type) -> type:
+    base = family.causal_lm_class
+    name = f"{base.__name__.removesuffix('ForCausalLM')}LongposForCausalLM"
+    return type(
+        name,
+        (LongposCausalLMMixin, base),
+        {
+            "__module__": __name__,
+            "__qualname__": name,
+            "config_class": config_class,
+            "__doc__": f"{base.__name__} with longpos RePo / NoPE / DroPE attention layers.",
+        },
+    )
+
+
+CONFIG_CLASSES: dict[str, type] = {name: _make_config_class(f) for name, f in FAMILIES.items()}
+MODEL_CLASSES: dict[str, type] = {
+    name: _make_model_class(f, CONFIG_CLASSES[name]) for name, f in FAMILIES.items()
+}
+globals().update({cls.__name__: cls for cls in (*CONFIG_CLASSES.values(), *MODEL_CLASSES.values())})
+
+
+def register_auto_classes() -> None:
+    """Register every ``<family>_longpos`` type with the Auto classes (idempotent)."""
+    for name, family in FAMILIES.items():
+        config_class, model_class = CONFIG_CLASSES[name], MODEL_CLASSES[name]
+        AutoConfig.register(family.longpos_type, config_class, exist_ok=True)
+        AutoModelForCausalLM.register(config_class, model_class, exist_ok=True)
+
+
+# ------------------------------------------------------------------ installation
+def install_from_config(model: nn.Module) -> None:
+    """Make every decoder layer's attention match ``model.config.longpos_*``."""
+    config: Any = model.config
+    family = FAMILIES[config.model_type.removesuffix("_longpos")]
+    layers = model.model.layers  # type: ignore[union-attr]
+    plan = config.longpos_plan or ["rope"] * len(layers)
+    if len(plan) != len(layers):
+        raise ValueError(
+            f"config.longpos_plan has {len(plan)} entries but the model has {len(layers)} layers"
+        )
+    attention_class = ATTENTION_CLASSES[family.name]
+    for layer, technique in zip(layers, plan, strict=True):
+        attn = layer.self_attn
+        if not isinstance(attn, LongposAttentionMixin):
+            if type(attn) is not family.attention_class:
+                raise ValueError(
+                    f"layer attention is {type(attn).__name__}, expected "
+                    f"{family.attention_class.__name__} for family {family.name!r}"
+                )
+            attn.__class__ = attention_class
+        attn.longpos_configure(  # type: ignore[operator]
+            technique,
+            repo_options=config.longpos_repo,
+            extra_qk_norm=config.longpos_qk_norm,
+            norm_class=type(layer.input_layernorm)
+            if hasattr(layer, "input_layernorm")
+            else type(layer.post_attention_layernorm),
+        )
+    apply_temperature_from_config(model)
+
+
+def apply_temperature_from_config(model: nn.Module) -> None:
+    """Set every attention's beta from ``config.longpos_temperature``."""
+    temp = getattr(model.config, "longpos_temperature", None) or {}
+    mode = temp.get("mode", "static")
+    for layer in model.model.layers:  # type: ignore[union-attr]
+        attn = layer.self_attn
+        if mode == "dynamic":
+            attn.longpos_beta = 1.0
+            attn.longpos_dynamic_temperature = (float(temp["c"]), int(temp["train_length"]))
+        else:
+            attn.longpos_beta = float(temp.get("beta", 1.0))
+            attn.longpos_dynamic_temperature = None
