@@ -1,5 +1,6 @@
 """DroPE on native models: every rotation removed, weights kept, QK-norm variants, temperature."""
 
+import dataclasses
 import math
 
 import pytest
@@ -97,3 +98,18 @@ def test_temperature_is_identity_up_to_training_length_and_scales_beyond(make_mo
 
     for cold_p, hot_p in zip(plain.attentions, hot.attentions, strict=True):
         assert entropy(hot_p) < entropy(cold_p)
+
+
+def test_rope_scaling_applied_after_training_equals_a_model_built_with_it(make_model):
+    from longpos.positions.extend import apply_rope_scaling, scaled_rope
+
+    trained = make_model(plan="repo", n_kv_heads=2)
+    for scaling in ("pi", "ntk", "yarn"):
+        rope = scaled_rope(trained, scaling, 4.0)
+        assert rope.original_length == trained.config.max_seq_len
+        built = LongposLM(dataclasses.replace(trained.config, rope=rope)).eval()
+        built.load_state_dict(trained.state_dict())
+        scaled = apply_rope_scaling(make_model(plan="repo", n_kv_heads=2), rope)
+        x = torch.randint(0, 61, (1, 40))
+        assert scaled(x).logits.equal(built(x).logits)
+        assert (scaled(x).logits - trained(x).logits).abs().max() > 1e-4
