@@ -10,6 +10,7 @@ prompt piece by piece and records the character spans of needles, keys and value
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -195,7 +196,8 @@ def _config_dict(config: Any) -> dict[str, Any]:
     import dataclasses
 
     if dataclasses.is_dataclass(config) and not isinstance(config, type):
-        return {k: v for k, v in dataclasses.asdict(config).items() if _jsonable(v)}
+        d = {k: v for k, v in dataclasses.asdict(config).items() if _jsonable(v)}
+        return json.loads(json.dumps(d))  # tuples -> lists, as after a JSON round trip
     return {}
 
 

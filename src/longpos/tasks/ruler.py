@@ -32,7 +32,7 @@ from longpos.data.tokenizers import Tokenizer
 from longpos.data.words import common_vocabulary, random_adjective_noun
 from longpos.tasks import symbolic
 from longpos.tasks.base import Sample, TaskSpec, derive_seed, new_rng, register_task
-from longpos.tasks.fitting import Rendered, TextBuilder, fit_text
+from longpos.tasks.fitting import Rendered, TextBuilder, TooShortError, fit_text
 from longpos.tasks.haystack import (
     HaystackStream,
     essay_stream,
@@ -487,8 +487,26 @@ def _cwe_text(
 ) -> Sample:
     cfg: CWEConfig = spec.make_config(options)
     ttg = _ttg(tokens_to_generate, "cwe")
+    # RULER uses lighter frequencies below 4096 tokens; we also fall back to them when the
+    # full regime does not fit (e.g. byte-level tokens, which are ~4x more per word).
+    if length >= 4096:
+        try:
+            return _cwe_attempt(spec, cfg, length, tokenizer, seed, ttg, small=False)
+        except TooShortError:
+            pass
+    return _cwe_attempt(spec, cfg, length, tokenizer, seed, ttg, small=True)
+
+
+def _cwe_attempt(
+    spec: TaskSpec,
+    cfg: CWEConfig,
+    length: int,
+    tokenizer: Tokenizer,
+    seed: int,
+    ttg: int,
+    small: bool,
+) -> Sample:
     rng = new_rng(spec.name, seed)
-    small = length < 4096
     f_cw, f_ucw = (min(6, cfg.freq_cw), 1) if small else (cfg.freq_cw, cfg.freq_ucw)
     base = rng.getrandbits(63)
     n_cap = 200_000
@@ -527,7 +545,7 @@ def _cwe_text(
             answers=words[: cfg.num_cw],
             answer_prefix=p,
             context_span=(c0, c1),
-            meta={"num_words": len(words), "freq": [f_cw, f_ucw]},
+            meta={"num_words": len(words), "freq": [f_cw, f_ucw], "small_regime": small},
         )
 
     return fit_text(
