@@ -168,3 +168,16 @@ def test_rope_vs_repo_side_by_side(tmp_path):
     assert reports["repo"].m_needle[0, 2] == pytest.approx(row[:, 13:15].sum(-1).numpy())
     md = attention_markdown(reports)
     assert md.startswith("| model | samples | layers | rho |") and "| repo | 2 | 1-2 |" in md
+
+
+@pytest.mark.parametrize("task", ["niah_single_1", "niah_multikey_1", "niah_multivalue", "passkey"])
+def test_needle_tokens_of_generated_samples_are_the_answer(task):
+    from longpos.tasks.base import generate_sample
+
+    s = generate_sample(task, 128, seed=3)  # token level
+    spans = niah_spans(s)
+    needle_ids = sorted(s.prompt_ids[j] for j in spans.needle)
+    assert needle_ids == sorted(i for ans in s.answer_ids for i in ans)
+    assert spans.query_index == len(s.prompt_ids) - 1 and spans.depth == s.depth
+    if task == "niah_multikey_1":
+        assert spans.distractor and not set(spans.distractor) & set(spans.needle)

@@ -146,19 +146,23 @@ def test_command_errors(tmp_path):
 
 
 def test_command_with_a_task(tmp_path):
-    pytest.importorskip("longpos.tasks.ruler")
-    from longpos.tasks.base import list_tasks
-
-    try:
-        names = list_tasks()
-    except ImportError as exc:  # the task registry is still being assembled
-        pytest.skip(f"task registry does not import yet: {exc}")
-    task = "niah_single_1" if "niah_single_1" in names else names[0]
+    task = "niah_single_1"
     path = save_run(tmp_path, tiny_model(vocab_size=600), {"kind": "task", "options": "{}"})
     out = viz_positions_command(str(path), str(tmp_path / "task.html"), task=task, length=96)
     data = page_data(out.read_text(encoding="utf-8"))
     assert data["task"]["name"] == task and data["task"]["level"] == "token"
-    assert len(data["tokens"]) <= 96 and data["marks"]
+    assert len(data["tokens"]) <= 96 and data["tokens"][0] == "BOS"
+    assert data["marks"]["value"] and data["tokens"][-1] == "ANS"
+    assert data["marks"]["query"][-1] == len(data["tokens"]) - 1
+    # a model trained on byte text gets the text rendering of the task
+    text_model = save_run(tmp_path / "t", tiny_model(vocab_size=300),
+                          {"kind": "text", "tokenizer": "byte"})  # fmt: skip
+    out = viz_positions_command(str(text_model), str(tmp_path / "text.html"), task=task,
+                                length=640, seed=1)  # fmt: skip
+    data = page_data(out.read_text(encoding="utf-8"))
+    assert data["task"]["level"] == "text" and data["task"]["seed"] == 1
+    value = "".join(data["tokens"][i] for i in data["marks"]["value"])
+    assert value in data["task"]["answers"]
 
 
 def test_hf_style_duck_typing(sample):

@@ -1,12 +1,12 @@
 """Run a model once and collect what the analyses need: per-layer positions and attention.
 
-Works with a :class:`~longpos.model.LongposLM` and, by duck typing, with any model that
-offers one of (checked in this order):
+Works with a :class:`~longpos.model.LongposLM`, with Hugging Face causal LMs of the families
+``longpos.hf`` supports (stock or converted; read through
+:func:`longpos.hf.assigned_positions`) and, by duck typing, with any model that offers one
+of (checked in this order):
 
 1. a method ``collect_positions(input_ids) -> list[Tensor]`` (one entry per layer);
-2. a module-level ``longpos.hf.collect_positions(model, input_ids)`` (converted Hugging Face
-   models, when that package provides it);
-3. ``model(input_ids, return_positions=True)`` returning an object with ``.positions``.
+2. ``model(input_ids, return_positions=True)`` returning an object with ``.positions``.
 
 Each layer's entry is ``(B, T)`` integer positions (RoPE / NoPE layers) or ``(B, H_kv, T)``
 real positions (RePo layers).
@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["LayerPositions", "collect_positions", "layer_techniques", "as_batch"]
+__all__ = ["LayerPositions", "collect_positions", "layer_techniques", "as_batch", "hf_module"]
 
 
 @dataclass
@@ -45,17 +45,40 @@ def as_batch(input_ids: Any) -> torch.Tensor:
     return ids
 
 
+def hf_module(model: Any) -> Any:
+    """``longpos.hf`` when ``model`` is a Hugging Face causal LM it supports, else None.
+
+    Imports transformers only for models that look like Hugging Face ones."""
+    if hasattr(model, "blocks") or not hasattr(getattr(model, "model", None), "layers"):
+        return None
+    try:
+        from longpos import hf
+    except ImportError:  # the hf extra is not installed
+        return None
+    try:
+        hf.family_of(model)
+    except ValueError:
+        return None
+    return hf
+
+
 def layer_techniques(model: Any, n_layers: int | None = None) -> list[str] | None:
-    """The per-layer technique names of a longpos model (``config.layer_plan()``), else None."""
+    """Per-layer technique names (``rope`` / ``nope`` / ``repo``) of a longpos model
+    (``config.layer_plan()``) or a Hugging Face model (``longpos.hf.layer_plan``), else None."""
     cfg = getattr(model, "config", None)
     plan = getattr(cfg, "layer_plan", None)
+    names: list[str] | None = None
     if callable(plan):
         try:
             names = list(plan())
         except (TypeError, ValueError):
-            return None
-        if n_layers is None or len(names) == n_layers:
-            return names
+            names = None
+    else:
+        hf = hf_module(model)
+        if hf is not None:
+            names = [str(t) for t in hf.layer_plan(model)]
+    if names is not None and (n_layers is None or len(names) == n_layers):
+        return names
     return None
 
 
@@ -70,13 +93,11 @@ def _model_device(model: Any) -> torch.device:
 def _raw_positions(model: Any, ids: torch.Tensor) -> list[torch.Tensor]:
     if hasattr(model, "collect_positions") and callable(model.collect_positions):
         return list(model.collect_positions(ids))
-    try:
-        from longpos import hf
-    except ImportError:  # the hf extra is not installed
-        hf = None  # type: ignore[assignment]
-    collect = getattr(hf, "collect_positions", None) if hf is not None else None
-    if callable(collect) and not hasattr(model, "blocks"):
-        return list(collect(model, ids))
+    hf = hf_module(model)
+    if hf is not None:
+        positions, learned = hf.assigned_positions(model, ids)  # (L, B, H_kv, T), flags
+        # integer-index layers come back repeated over heads: keep one row, (B, T)
+        return [p if flag else p[:, 0, :] for p, flag in zip(positions, learned, strict=True)]
     out = model(ids, return_positions=True)
     positions = getattr(out, "positions", None)
     if not positions:

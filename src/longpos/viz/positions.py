@@ -402,8 +402,8 @@ def _from_data_config(data: dict[str, Any], source: str) -> dict[str, Any]:
 
 
 def _load_any_model(model_path: str) -> tuple[Any, dict[str, Any], str]:
-    """(model, vocabulary, description) for a longpos checkpoint or, when ``longpos.hf``
-    provides a loader, a Hugging Face model folder."""
+    """(model, vocabulary, description) for a longpos checkpoint folder or a local Hugging
+    Face model folder (stock or converted; needs ``longpos[hf]``)."""
     from longpos.checkpoint import CONFIG_FILE, load_model
 
     folder = Path(model_path)
@@ -417,6 +417,11 @@ def _load_any_model(model_path: str) -> tuple[Any, dict[str, Any], str]:
         plan = ",".join(cfg.layer_plan())
         desc = f"{folder.name}: plan {plan}, {cfg.n_layers} layers x {cfg.n_heads} heads"
         return model, vocab, desc
+    if not (folder / CONFIG_FILE).is_file():
+        raise ValueError(
+            f"{folder} is neither a longpos checkpoint nor a Hugging Face model folder "
+            "(no config.json)"
+        )
     try:
         from longpos import hf
     except ImportError as exc:
@@ -424,20 +429,13 @@ def _load_any_model(model_path: str) -> tuple[Any, dict[str, Any], str]:
             f"{folder} is not a longpos checkpoint, and Hugging Face support is not installed "
             "(pip install 'longpos[hf]')"
         ) from exc
-    loader = getattr(hf, "load_model", None)
-    if not callable(loader):
-        raise ValueError(
-            f"{folder} is not a longpos checkpoint folder (no longpos config.json), and this "
-            "version of longpos.hf has no model loader for the viewer"
-        )
-    model = loader(str(folder))
-    tok = getattr(model, "tokenizer", None)
-    tok_loader = getattr(hf, "load_tokenizer", None)
-    if tok is None and callable(tok_loader):
-        tok = tok_loader(str(folder))
-    if tok is None:
-        raise ValueError(f"{folder}: no tokenizer found next to the Hugging Face model")
-    return model, {"kind": "text", "tokenizer": tok, "source": "hf"}, f"{folder.name} (HF)"
+    evaluator = hf.load_eval_model(str(folder))  # local files only; the folder's tokenizer
+    hf_model: Any = evaluator.model
+    plan = ",".join(hf.layer_plan(hf_model))
+    desc = f"{folder.name} (Hugging Face {hf_model.config.model_type}): plan {plan}"
+    if evaluator.tokenizer is None:
+        return hf_model, {"kind": "symbolic", "options": {}, "source": "hf (no tokenizer)"}, desc
+    return hf_model, {"kind": "text", "tokenizer": evaluator.tokenizer, "source": "hf"}, desc
 
 
 def viz_positions_command(
@@ -469,9 +467,14 @@ def viz_positions_command(
     tok: Any = None
     if text is not None:
         if vocab["kind"] == "symbolic":
+            why = (
+                "its folder has no tokenizer"
+                if str(vocab["source"]).startswith("hf")
+                else f"it was trained on the symbolic task vocabulary (found via {vocab['source']})"
+            )
             raise ValueError(
-                f"{model_path} was trained on the symbolic task vocabulary (found via "
-                f"{vocab['source']}): it has no tokenizer for text; use --task NAME --length N"
+                f"{model_path}: {why}, so it cannot read text; use --task NAME --length N "
+                "(the task is then rendered at token level)"
             )
         from longpos.data.tokenizers import load_tokenizer
 
