@@ -189,7 +189,7 @@ def generate_sample(
         level: ``"text"`` or ``"token"``; default ``"token"`` iff ``tokenizer is None``.
         tokens_to_generate: generation budget (text level; defaults per task family).
         **options: fields of the task's config dataclass (e.g. ``num_keys=4``,
-            ``data_path=...`` for qa, ``vocab_size=...`` at token level).
+            ``data_path=...`` for qa, ``num_symbols=...`` at token level).
     """
     spec = get_task(task)
     if not isinstance(length, int) or length <= 0:

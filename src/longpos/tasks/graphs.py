@@ -45,18 +45,18 @@ class GraphConfig:
     min_nodes: int = 5
     max_nodes: int | None = None
     """Cap on the number of nodes (``None``: grow with the target length)."""
-    level: str | None = None
+    graph_level: str | None = None
     """``easy`` | ``medium`` | ``hard``: sets min/max_nodes to NLGraph's ranges."""
     max_weight: int = 10
     """Edge weights / capacities are uniform in [1, max_weight]."""
 
     def __post_init__(self) -> None:
-        if self.level is not None:
-            if self.level not in LEVELS:
+        if self.graph_level is not None:
+            if self.graph_level not in LEVELS:
                 raise ValueError(
-                    f"level must be one of {tuple(LEVELS)} or None, got {self.level!r}"
+                    f"graph_level must be one of {tuple(LEVELS)} or None, got {self.graph_level!r}"
                 )
-            self.min_nodes, self.max_nodes = LEVELS[self.level]
+            self.min_nodes, self.max_nodes = LEVELS[self.graph_level]
         if not isinstance(self.min_nodes, int) or not 4 <= self.min_nodes <= 100_000:
             raise ValueError(f"min_nodes must be an int in [4, 100000], got {self.min_nodes!r}")
         if self.max_nodes is not None and not self.min_nodes <= self.max_nodes <= 100_000:

@@ -401,15 +401,18 @@ def _passkey_builder(
     cfg: Any, rng: random.Random, budget: int, depth: float | None, dense: bool
 ) -> TokenInstance:
     v = cfg.vocab
+    # The key is always content symbol 0 ("the pass key"); the value is the pass key itself.
     key = [v.value_sym(rng) for _ in range(cfg.value_len or 5)]
-    needle = [KEY, VAL, *key, SEP]
-    q = [QUERY, KEY, ANS]
+    needle = [KEY, v.sym(0), VAL, *key, SEP]
+    q = [QUERY, v.sym(0), ANS]
     fill = budget - len(needle) - len(q) - len(key)
     if fill < 0:
         raise _too_short("passkey", budget - fill, budget)
     d = depth if depth is not None else rng.random()
     units = _noise_units(cfg, "repeat" if cfg.noise == "auto" else cfg.noise, rng, fill)
-    ctx, spans = _assemble(units, [(d, "needle", needle, [("value", 2, 2 + len(key))])])
+    ctx, spans = _assemble(
+        units, [(d, "needle", needle, [("key", 1, 2), ("value", 3, 3 + len(key))])]
+    )
     return TokenInstance(ctx, [(q, key)], spans, d)
 
 
