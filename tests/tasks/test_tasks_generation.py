@@ -205,3 +205,28 @@ def test_qa_with_local_files(tmp_path):
     bad.write_text(json.dumps({"nothing": 1}))
     with pytest.raises(ValueError, match="layout"):
         generate_sample("qa_1", 2500, tokenizer=tok, data_path=str(bad))
+
+
+def test_same_seed_same_sample_across_processes():
+    """No dependence on hash randomisation or global state: fresh interpreters agree."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import hashlib\n"
+        "from longpos.tasks import generate_sample\n"
+        "for t in ['niah_multikey_3', 'cwe', 'graph_shortest_path', 'table_multihop', 'vt']:\n"
+        "    s = generate_sample(t, 3000, tokenizer='byte', seed=42)\n"
+        "    print(hashlib.sha256(s.to_json().encode()).hexdigest())\n"
+        "print(generate_sample('niah_multiquery', 512, seed=42).prompt_ids[-20:])\n"
+    )
+    outs = []
+    for hs in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": hs}
+        outs.append(
+            subprocess.run(
+                [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+            ).stdout
+        )
+    assert outs[0] == outs[1] and len(outs[0].splitlines()) == 6

@@ -28,7 +28,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from tqdm.auto import tqdm
 
@@ -115,12 +115,13 @@ def aggregate(
         a = avg[L]
         if a is not None and a > RULER_THRESHOLD:
             eff = L
-    done = [L for L in sorted(lengths) if avg[L] is not None]
+    done = [(L, a) for L in sorted(lengths) if (a := avg[L]) is not None]
 
     def wavg(weights: list[float]) -> float | None:
         if not done:
             return None
-        return round(sum(w * avg[L] for w, L in zip(weights, done, strict=True)) / sum(weights), 2)  # type: ignore[operator]
+        total = sum(w * a for w, (_, a) in zip(weights, done, strict=True))
+        return round(total / sum(weights), 2)
 
     inc = [float(i + 1) for i in range(len(done))]
     return avg, eff, wavg(inc), wavg(inc[::-1])
@@ -208,7 +209,7 @@ def run_eval(
             "drop the longer lengths or extend the model's context (e.g. RoPE scaling)"
         )
     tok = model.tokenizer
-    level = "token" if tok is None else "text"
+    level: Literal["text", "token"] = "token" if tok is None else "text"
     common = dict(options or {})
     per_task = dict(task_options or {})
     unknown = sorted(set(per_task) - set(tasks))

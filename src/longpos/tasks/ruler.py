@@ -26,7 +26,7 @@ import string
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from longpos.data.tokenizers import Tokenizer
 from longpos.data.words import common_vocabulary, random_adjective_noun
@@ -252,7 +252,7 @@ def _niah_text(
     j = needles.index(target)
     if depth is not None:
         depths[j] = depth
-    placed = list(zip(depths, needles, strict=True))
+    placed: list[tuple[float, object]] = list(zip(depths, needles, strict=True))
     hay_rng = random.Random(rng.getrandbits(63))
     tv = cfg.value_type
     head, tail, prefix = NIAH_HEAD, NIAH_TAIL, NIAH_PREFIX
@@ -263,7 +263,7 @@ def _niah_text(
     stream = _niah_stream(cfg, hay_rng, used)
 
     def render_needle(b: TextBuilder, payload: object) -> None:
-        ki, vi = payload  # type: ignore[misc]
+        ki, vi = cast(tuple[int, int], payload)
         b.add_tagged(
             [
                 (f"One of the special magic {cfg.value_type} for ", None),
@@ -398,7 +398,7 @@ def _vt_text(
     stream = noise_stream()
 
     def render_needle(b: TextBuilder, payload: object) -> None:
-        ci, (line, defined) = payload  # type: ignore[misc]
+        ci, (line, defined) = cast(tuple[int, tuple[str, str]], payload)
         i = line.index(defined)
         role = "needle" if ci == 0 else "distractor"
         b.add_tagged(
@@ -823,7 +823,7 @@ def _qa_text(
 
 # ---------------------------------------------------------------------------- registry
 
-_NIAH = {
+_NIAH: dict[str, dict[str, Any]] = {
     "niah_single_1": dict(haystack="noise", key_type="words", value_type="numbers"),
     "niah_single_2": dict(haystack="essay", key_type="words", value_type="numbers"),
     "niah_single_3": dict(haystack="essay", key_type="words", value_type="uuids"),

@@ -20,9 +20,10 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 from longpos.tasks.base import NeedleSpan, Sample, TaskSpec, derive_seed, get_task
 from longpos.tasks.fitting import TooShortError
@@ -519,6 +520,8 @@ def make_token_batch(
     ``T = length``; ``target_mask[b, t]`` marks answer tokens (see :func:`make_token_example`).
     Each row's seed is drawn from ``rng``, so a seeded ``rng`` gives the same batch everywhere.
     """
+    import torch  # imported here so that generating text samples does not load torch
+
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     rows = [
