@@ -74,3 +74,13 @@ def test_hf_adapter_duck_typing():
     with pytest.raises(TypeError, match="encode"):
         HFTokenizerAdapter(object())
     assert load_tokenizer(tok) is tok
+
+
+def test_task_generation_with_a_duck_typed_tokenizer():
+    from longpos.tasks import generate_sample
+
+    fake = _FakeHF()
+    s = generate_sample("niah_single_1", 400, tokenizer=fake, seed=0, tokens_to_generate=8)
+    assert s.length <= 400 and s.length >= 380
+    assert s.prompt_ids == fake.encode(s.prompt, add_special_tokens=False)
+    assert s.tokenizer == "fake/words"

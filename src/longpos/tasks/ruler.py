@@ -34,6 +34,7 @@ from longpos.tasks import symbolic
 from longpos.tasks.base import Sample, TaskSpec, derive_seed, new_rng, register_task
 from longpos.tasks.fitting import Rendered, TextBuilder, TooShortError, fit_text
 from longpos.tasks.haystack import (
+    NOISE_BLOCK,
     HaystackStream,
     essay_stream,
     insert_units,
@@ -385,7 +386,7 @@ def _vt_text(
     if cfg.few_shot:
         ((ex_names, ex_value),) = _vt_chains(rng, 1, 2, 3)
         ex_lines = [ln for ln, _ in _vt_lines(ex_names, ex_value)]
-        ex_ctx = "\n".join([" ".join(noise_stream().take(18))] + ex_lines)
+        ex_ctx = "\n".join([" ".join(noise_stream().take(len(NOISE_BLOCK.split())))] + ex_lines)
         example = (
             VT_HEAD
             + ex_ctx
