@@ -2,11 +2,11 @@ import json
 import math
 
 import pytest
-from viz_helpers import tiny_model, token_sample
+from viz_helpers import tiny_model
 
 from longpos.eval.adapter import LongposEvalModel
+from longpos.eval.runner import run_eval
 from longpos.io import atomic_write_json, atomic_write_text
-from longpos.tasks.metrics import score_sample
 from longpos.viz.markdown import format_number, markdown_table
 from longpos.viz.plots import plot_accuracy_vs_length, plot_heatmap
 from longpos.viz.report import (
@@ -61,7 +61,8 @@ def test_task_family_fallbacks():
 
 
 def write_run(folder, name, scores, samples=None, scale=None):
-    meta = {"model": name, "train_length": 64,
+    """A results.json in the runner's layout (scores in percent unless ``scale``)."""
+    meta = {"model": name, "train_length": 64, "samples": 2,
             "families": {"niah_single_1": "niah", "vt": "vt"}}  # fmt: skip
     if scale:
         meta["score_scale"] = scale
@@ -72,17 +73,17 @@ def write_run(folder, name, scores, samples=None, scale=None):
 
 
 def test_load_run_formats(tmp_path):
-    run = write_run(
-        tmp_path / "a", "rope", {"niah_single_1": {"64": 0.5, "128": {"score": 0.25, "n": 4}}}
-    )
+    run = write_run(tmp_path / "a", "rope", {"niah_single_1": {"64": 50.0, "128": None}})
     r = load_run(run)
-    assert r.name == "rope" and r.scores == {"niah_single_1": {64: 50.0, 128: 25.0}}
-    assert r.counts == {"niah_single_1": {128: 4}}
-    percent = write_run(tmp_path / "b", "x", {"vt": {"64": 50.0}})
-    assert load_run(percent).scores == {"vt": {64: 50.0}}
+    assert r.name == "rope" and r.scores == {"niah_single_1": {64: 50.0}}  # null = skipped
+    assert r.counts == {"niah_single_1": {64: 2}}
+    low = write_run(tmp_path / "b", "x", {"vt": {"64": 1.0, "128": 0.0}})
+    assert load_run(low).scores == {"vt": {64: 1.0, 128: 0.0}}  # percent, never rescaled
+    frac = write_run(tmp_path / "e", "x", {"vt": {"64": {"score": 0.25, "n": 4}}}, scale="fraction")
+    assert load_run(frac).scores == {"vt": {64: 25.0}} and load_run(frac).counts == {"vt": {64: 4}}
     records = tmp_path / "c"
     atomic_write_json(records / "results.json",
-                      {"rows": [{"task": "vt", "length": 64, "score": 0.5}],
+                      {"rows": [{"task": "vt", "length": 64, "score": 50.0}],
                        "model": {"name": "m"}})  # fmt: skip
     assert load_run(records).scores == {"vt": {64: 50.0}} and load_run(records).name == "m"
     only_samples = tmp_path / "d"
@@ -97,57 +98,62 @@ def test_load_run_formats(tmp_path):
         load_run(tmp_path / "zzz")
 
 
-def tiny_eval_run(folder, model, name, lengths=(32, 48)):
-    """Evaluate a tiny model on hand-built token samples; write the runner's files."""
-    ev = LongposEvalModel(model)
-    samples, scores = [], {}
-    for n in lengths:
-        for seed in range(2):
-            s = token_sample(n)
-            s.seed = seed
-            pred = ev.generate_ids(s.prompt_ids, s.tokens_to_generate)
-            score = score_sample(s, pred)
-            samples.append({"task": s.task, "length": n, "depth": s.depth, "seed": seed,
-                            "prediction": pred, "answer": s.answers, "score": score})  # fmt: skip
-            scores.setdefault(s.task, {}).setdefault(str(n), []).append(score)
-    # a second task so that there are two families
-    for n in lengths:
-        scores.setdefault("vt", {})[str(n)] = [0.5 if n == lengths[0] else 0.0]
-    table = {t: {n: sum(v) / len(v) for n, v in row.items()} for t, row in scores.items()}
-    return write_run(folder, name, table, samples, scale="fraction")
+def eval_run(folder, plan, name):
+    """A real (tiny) evaluation run: the runner's own files for a tiny token-level model."""
+    model = LongposEvalModel(tiny_model(plan, vocab_size=600))
+    run_eval(model, ["niah_single_1", "vt"], [48, 96], 2, folder, progress=False,
+             model_name=name, metadata={"train_length": 64})  # fmt: skip
+    return folder
 
 
 def test_report_from_tiny_runs(tmp_path):
     runs = [
-        tiny_eval_run(tmp_path / "rope", tiny_model("rope"), "rope"),
-        tiny_eval_run(tmp_path / "repo", tiny_model("repo"), "repo"),
+        eval_run(tmp_path / "rope", "rope", "rope"),
+        eval_run(tmp_path / "repo", "repo", "repo"),
     ]
+    rope = load_run(runs[0])
+    runner = json.loads((runs[0] / "results.json").read_text())
+    assert rope.name == "rope" and rope.counts["niah_single_1"][96] == 2
+    for task, row in runner["scores"].items():  # the runner's cells, in percent, as read
+        assert {int(n): v for n, v in row.items() if v is not None} == rope.scores.get(task, {})
     out = tmp_path / "report"
     md_path = write_report(runs, out)
     assert md_path == out / "report.md"
     md = md_path.read_text(encoding="utf-8")
-    for section in ("## Runs", "## Average over tasks", "## By task family", "### niah",
-                    "### vt", "## Per model: task x length", "### rope", "### repo"):  # fmt: skip
+    for section in ("## Runs", "## Average over tasks", "## By task family",
+                    "## Per model: task x length", "### rope", "### repo"):  # fmt: skip
         assert section in md
+    families = {task_family(t) for t in rope.tasks}
     images = [line.split("(")[1].rstrip(")") for line in md.splitlines() if line.startswith("![")]
-    assert set(images) == {
-        "accuracy_vs_length_all.png",
-        "accuracy_vs_length_niah.png",
-        "accuracy_vs_length_vt.png",
-        "heatmap_rope.png",
-        "heatmap_repo.png",
-    }
+    expected = {"accuracy_vs_length_all.png", "heatmap_rope.png", "heatmap_repo.png"}
+    expected |= {f"accuracy_vs_length_{f}.png" for f in families}
+    assert set(images) == expected
     for img in images:
         assert (out / img).read_bytes()[:8] == PNG
     report = json.loads((out / "report.json").read_text())
-    assert report["train_length"] == 64 and report["lengths"] == [32, 48]
-    vt = report["families"]["vt"]["curves"]["rope"]
-    assert vt == {"32": 50.0, "48": 0.0}
-    rope = load_run(runs[0])
+    assert report["train_length"] == 64
+    assert report["lengths"] == sorted({n for r in runs for n in load_run(r).lengths})
     avg = average_by_length(rope.scores)
-    assert math.isclose(report["average"]["rope"]["32"], avg[32])
-    assert f"| rope | {avg[32]:.1f} | {avg[48]:.1f} |" in md
+    for n, v in avg.items():
+        assert math.isclose(report["average"]["rope"][str(n)], v)
+        if runner["average"][str(n)] is not None:  # the runner's own per-length average
+            assert round(v, 2) == pytest.approx(runner["average"][str(n)])
+    cells = " | ".join(f"{avg[n]:.1f}" if n in avg else "-" for n in report["lengths"])
+    assert f"| rope | {cells} |" in md
     assert "Training length: 64 tokens." in md
+
+
+def test_report_from_fake_runs_by_family(tmp_path):
+    a = write_run(tmp_path / "a", "rope", {"niah_single_1": {"64": 80.0, "128": 40.0},
+                                           "vt": {"64": 50.0, "128": 0.0}})  # fmt: skip
+    b = write_run(tmp_path / "b", "repo", {"niah_single_1": {"64": 90.0, "128": 70.0},
+                                           "vt": {"64": 60.0}})  # fmt: skip
+    md = write_report([a, b], tmp_path / "out").read_text(encoding="utf-8")
+    assert "### niah" in md and "### vt" in md
+    assert "| rope | 65.0 | 20.0 | 42.5 |" in md  # average over the two tasks, then mean
+    assert "| repo | 75.0 | 70.0 | 72.5 |" in md  # vt missing at 128: left out of that mean
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["families"]["vt"]["curves"]["repo"] == {"64": 60.0}
 
 
 def test_report_names_are_unique(tmp_path):

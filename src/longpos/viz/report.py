@@ -10,15 +10,15 @@
 - ``heatmap_<model>.png``;
 - ``report.json``: the same numbers, machine-readable.
 
-Reading a run folder (:func:`load_run`): ``results.json`` holds task x length scores under
-``scores`` (or ``results``) as ``{task: {length: value}}``, where a value is a number or an
-object with ``score`` / ``mean`` / ``accuracy``, or as a list of ``{task, length, score}``
-records under ``rows`` / ``records``; the model name is ``model`` (a string, or an object
-with ``name``), ``metadata.model`` or the folder name. Without scores there, the per-sample
-``samples.jsonl`` (``task``, ``length``, ``score`` per line) is averaged. Scores are shown
-in percent: values are taken as fractions in [0, 1] when ``metadata.score_scale`` (or
-``score_scale``) is ``"fraction"`` or, without that key, when every value is <= 1;
-per-sample scores are always fractions.
+Reading a run folder (:func:`load_run`), as written by :func:`longpos.eval.runner.run_eval`:
+``results.json`` holds ``scores[task][length]`` in percent (mean score x 100; ``null`` for a
+cell skipped because the length could not hold the task) and ``metadata`` (``model`` is
+the model's name, ``samples`` the samples per cell, ``skipped`` the skipped cells). Also
+accepted: a value that is an object with ``score`` / ``mean`` / ``accuracy``, records
+``{task, length, score}`` under ``rows``, ``metadata.score_scale = "fraction"`` for scores in
+[0, 1], and, without ``results.json``, the per-sample ``samples.jsonl`` (``task``,
+``length``, ``score`` in [0, 1] per line), which is averaged. Without a model name the
+folder name is used.
 """
 
 from __future__ import annotations
@@ -180,10 +180,11 @@ def load_run(run_dir: str | Path) -> RunResults:
     meta = dict(meta) if isinstance(meta, Mapping) else {}
     scores, counts = _parse_scores(data)
     if scores:
-        scale = meta.get("score_scale", data.get("score_scale"))
-        values = [v for row in scores.values() for v in row.values()]
-        if scale == "fraction" or (scale is None and values and max(values) <= 1.0):
+        if meta.get("score_scale", data.get("score_scale")) == "fraction":
             scores = {t: {n: 100.0 * v for n, v in row.items()} for t, row in scores.items()}
+        per_cell = meta.get("samples")
+        if not counts and isinstance(per_cell, int) and not isinstance(per_cell, bool):
+            counts = {t: {n: per_cell for n in row} for t, row in scores.items()}
     elif samples_path.is_file():
         scores, counts = _from_samples(samples_path)
     if not scores:
@@ -288,10 +289,14 @@ def write_report(
     run_rows = []
     for run in runs:
         samples = sum(c for row in run.counts.values() for c in row.values()) or None
+        skipped = run.metadata.get("skipped")
         run_rows.append([run.name, f"`{run.path}`", len(run.tasks),
-                         ", ".join(str(n) for n in run.lengths), samples])  # fmt: skip
-    lines += [markdown_table(["model", "run", "tasks", "lengths", "samples"], run_rows), ""]
-    lines += ["Scores are in percent (per-sample scores in [0, 1], times 100)."]
+                         ", ".join(str(n) for n in run.lengths), samples,
+                         len(skipped) if isinstance(skipped, list) else 0])  # fmt: skip
+    head = ["model", "run", "tasks", "lengths", "samples", "skipped cells"]
+    lines += [markdown_table(head, run_rows, align="llrrrr"), ""]
+    lines += ["Scores are in percent (per-sample scores in [0, 1], times 100); a cell whose "
+              "length cannot hold the task's smallest prompt is skipped (`-`)."]  # fmt: skip
     if train_length is not None:
         lines += [f"Training length: {train_length} tokens."]
     lines.append("")
