@@ -107,12 +107,15 @@ def run_info(args: InfoArgs) -> dict[str, Any]:
 def commands() -> dict[str, tuple[type, Any]]:
     """Subcommand -> (arguments dataclass, function running it)."""
     from longpos.demo import DemoArgs, run_demo
+    from longpos.eval.command import EvalArgs
+    from longpos.eval.command import run as run_eval_command
     from longpos.train.command import TrainArgs
     from longpos.train.command import run as run_train
 
     return {
         "info": (InfoArgs, run_info),
         "train": (TrainArgs, run_train),
+        "eval": (EvalArgs, run_eval_command),
         "demo": (DemoArgs, run_demo),
         "viz positions": (VizPositionsArgs, run_viz_positions),
         "report": (ReportArgs, run_report),

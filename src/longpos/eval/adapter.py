@@ -44,6 +44,8 @@ def load_eval_model(path: str, device: str = "cpu", tokenizer: str | None = None
     from longpos.checkpoint import CONFIG_FILE, load_model
 
     folder = Path(path)
+    if not folder.is_dir():
+        raise ValueError(f"model folder {folder} does not exist (or is not a folder)")
     is_longpos = (folder / CONFIG_FILE).is_file() and '"longpos-model"' in (
         folder / CONFIG_FILE
     ).read_text(encoding="utf-8", errors="replace")

@@ -1,0 +1,83 @@
+"""``longpos eval``: score a checkpoint on tasks of the suite at chosen lengths.
+
+Greedy decoding through the KV cache; writes ``samples.jsonl``, ``results.json`` and
+``summary.md`` (see :mod:`longpos.eval.runner`). Context-extension baselines are applied
+on the fly: ``--scaling pi|ntk|yarn --factor s`` rescales RoPE over the model's training
+length, ``--temperature c`` applies DroPE's logit temperature 1 + c ln(length / L).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+
+@dataclass
+class EvalArgs:
+    """Evaluate a model on tasks of the suite at several lengths."""
+
+    model: str
+    """A longpos checkpoint folder (or a Hugging Face model folder, with longpos[hf])."""
+    tasks: tuple[str, ...] = ("niah_single_1",)
+    """Task names (space- or comma-separated); see longpos.tasks.list_tasks()."""
+    lengths: tuple[str, ...] = ("256",)
+    """Target lengths in tokens (space- or comma-separated)."""
+    samples: int = 10
+    """Samples per task and length (>= 1)."""
+    out: str = "longpos-eval"
+    """Output folder."""
+    seed: int = 0
+    """Seed of the samples."""
+    tokenizer: str | None = None
+    """Text-level tasks with this tokenizer (byte, or a mistral-common model name); default:
+    token level for models trained on the symbolic task vocabulary."""
+    options: str = "{}"
+    """JSON task options applied to every task that has them, e.g. '{"num_keys": 4}'."""
+    scaling: str = "none"
+    """RoPE scaling applied at evaluation: none | pi | ntk | yarn | dynamic_ntk."""
+    factor: float = 1.0
+    """Scaling factor s for --scaling."""
+    temperature: float = 0.0
+    """DroPE temperature slope c (0 = off), applied as beta = 1 + c ln(length / L)."""
+    device: str = "cpu"
+
+
+def split_list(values: tuple[str, ...]) -> list[str]:
+    return [v for item in values for v in item.split(",") if v.strip()]
+
+
+def run(args: EvalArgs) -> None:
+    from longpos.eval.adapter import load_eval_model
+    from longpos.eval.runner import run_eval
+
+    tasks = split_list(args.tasks)
+    try:
+        lengths = [int(v) for v in split_list(args.lengths)]
+    except ValueError as exc:
+        raise ValueError(f"--lengths must be integers: {exc}") from exc
+    try:
+        options = json.loads(args.options)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"--options is not valid JSON: {exc}") from exc
+    model = load_eval_model(args.model, device=args.device, tokenizer=args.tokenizer)
+    native = getattr(model, "model", None)
+    if args.scaling != "none" or args.temperature:
+        from longpos.model import LongposLM
+
+        if not isinstance(native, LongposLM):
+            raise ValueError("--scaling / --temperature apply to longpos checkpoints only")
+        if args.scaling != "none":
+            from longpos.positions.extend import apply_rope_scaling, scaled_rope
+
+            apply_rope_scaling(native, scaled_rope(native, args.scaling, args.factor))
+        if args.temperature:
+            from longpos.positions.drope import set_temperature, temperature
+
+            set_temperature(native, temperature(args.temperature, None, mode="dynamic"))
+    result = run_eval(
+        model, tasks, lengths, args.samples, args.out, seed=args.seed, options=options,
+        model_name=args.model,
+        metadata={"scaling": args.scaling, "factor": args.factor, "temperature": args.temperature},
+    )  # fmt: skip
+    print(f"wrote {args.out}/samples.jsonl, results.json, summary.md")
+    del result

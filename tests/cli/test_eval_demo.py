@@ -1,0 +1,82 @@
+"""`longpos eval` and `longpos demo` end to end, with the documented files and schemas."""
+
+import json
+
+import pytest
+import torch
+
+from longpos.checkpoint import save_model
+from longpos.cli import main
+from longpos.config import ModelConfig
+from longpos.model import LongposLM
+from longpos.tasks.symbolic import vocab_for
+
+OPTIONS = {"num_symbols": 32, "key_len": 1, "value_len": 1}
+
+
+def test_eval_writes_samples_results_and_summary(tmp_path):
+    vocab = vocab_for("niah_multikey_1", **OPTIONS).vocab_size
+    model = LongposLM(ModelConfig(vocab_size=vocab, d_model=32, n_layers=3, n_heads=4,
+                                  plan="repo", max_seq_len=64), torch.Generator().manual_seed(0))  # fmt: skip
+    save_model(model, tmp_path / "m")
+    out = tmp_path / "eval"
+    main(["eval", "--model", str(tmp_path / "m"), "--tasks", "niah_multikey_1,passkey",
+          "--lengths", "64", "128", "--samples", "3", "--options", json.dumps(OPTIONS),
+          "--scaling", "yarn", "--factor", "2", "--out", str(out)])  # fmt: skip
+    rows = [json.loads(x) for x in (out / "samples.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 * 2 * 3
+    for row in rows:
+        assert {"task", "length", "depth", "prediction", "answers", "score"} <= set(row)
+        assert 0.0 <= row["score"] <= 1.0
+    results = json.loads((out / "results.json").read_text())
+    assert results["metadata"]["scaling"] == "yarn"
+    assert "niah_multikey_1" in (out / "summary.md").read_text()
+
+
+def test_eval_rejects_bad_input(tmp_path, capsys):
+    model = LongposLM(ModelConfig(vocab_size=48, d_model=32, n_layers=1, n_heads=4))
+    save_model(model, tmp_path / "m")
+    for argv, message in [
+        (["--tasks", "nosuch"], "unknown task 'nosuch'"),
+        (["--lengths", "abc"], "--lengths must be integers"),
+        (["--options", "{bad"], "--options is not valid JSON"),
+    ]:
+        with pytest.raises(SystemExit):
+            main(["eval", "--model", str(tmp_path / "m"), "--out", str(tmp_path / "e"), *argv])
+        assert message in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["eval", "--model", str(tmp_path / "missing")])
+    assert "does not exist" in capsys.readouterr().err
+
+
+def check_demo_folder(out, methods):
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["accuracy"]) == set(methods)
+    lengths = results["lengths"]
+    assert lengths == [64, 128, 256] and results["train_length"] == 64
+    for method in methods:
+        for n in lengths:
+            cell = results["accuracy"][method][str(n)]
+            assert 0.0 <= cell["accuracy"] <= 1.0 and cell["samples"] > 0
+            assert cell["ci95"][0] <= cell["accuracy"] <= cell["ci95"][1]
+    assert results["setup"]["task"] == "niah_multikey_1"
+    report = (out / "report.md").read_text()
+    assert "| method |" in report and all(f"| {m} |" in report for m in methods)
+    assert (out / "accuracy_vs_length.png").read_bytes()[:4] == b"\x89PNG"
+    html = (out / "positions.html").read_text()
+    assert "<html" in html.lower() and "http://" not in html and "https://" not in html
+    for method in methods:
+        assert (out / "runs" / f"{method}-s0" / "model" / "model.safetensors").exists()
+        assert (out / "runs" / f"{method}-s0" / "eval" / "samples.jsonl").exists()
+
+
+def test_demo_writes_all_files_on_a_tiny_budget(tmp_path):
+    methods = ["rope", "nope", "r2n1", "repo", "drope"]
+    main(["demo", "--quick", "--steps", "16", "--samples", "3", "--out", str(tmp_path)])
+    check_demo_folder(tmp_path, methods)
+
+
+@pytest.mark.slow
+def test_demo_quick(tmp_path):
+    main(["demo", "--quick", "--out", str(tmp_path)])
+    check_demo_folder(tmp_path, ["rope", "nope", "r2n1", "repo", "drope"])
