@@ -97,6 +97,11 @@ class LongposAttentionMixin:
                     init=str(opts.get("init", "trunc_normal")),
                     index_blend=float(opts.get("index_blend", 0.0)),
                 )
+                # Tell the model's _init_weights how to initialise these linears should
+                # a checkpoint lack them (transformers initialises missing keys per module).
+                for sub_name, sub in assigner.named_children():
+                    zero = sub_name == "assign" and assigner.init == "zero_assign"
+                    sub._longpos_init = "zeros" if zero else "trunc_normal"
                 module.position_assigner = assigner.to(device=weight.device, dtype=weight.dtype)
             self.longpos_repo_rope_scaling = bool(opts.get("apply_rope_scaling", True))
         elif isinstance(getattr(module, "position_assigner", None), nn.Module):

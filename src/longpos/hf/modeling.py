@@ -13,15 +13,17 @@ offline and without ``trust_remote_code`` (``spec/hf-integration.md`` §9).
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from huggingface_hub.dataclasses import strict
 from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM
+from transformers import initialization as hf_init
 
 from longpos.hf.attention import ATTENTION_CLASSES, LongposAttentionMixin
 from longpos.hf.families import FAMILIES, Family
-from longpos.positions.repo import RePoAssigner
+from longpos.positions.repo import REPO_INIT_STD
 
 
 def _make_config_class(family: Family) -> type:
@@ -58,11 +60,20 @@ class LongposCausalLMMixin:
         super().__init__(config, *args, **kwargs)  # type: ignore[call-arg]
         install_from_config(self)  # type: ignore[arg-type]
 
-    def _init_weights(self, module: nn.Module) -> None:
-        super()._init_weights(module)  # type: ignore[misc]
-        if isinstance(module, RePoAssigner):
-            # Only reached for tensors missing from a checkpoint (guarded init).
-            module.init_weights()
+
+def _longpos_init_weights(base_init: Any, module: nn.Module) -> None:
+    """``_init_weights`` for the inner decoder model: the paper's init for RePo linears.
+
+    transformers calls it only for tensors missing from a checkpoint (guarded init).
+    """
+    kind = getattr(module, "_longpos_init", None)
+    if kind is None:
+        base_init(module)
+    elif kind == "zeros":
+        hf_init.zeros_(module.weight)
+    else:
+        std = REPO_INIT_STD
+        hf_init.trunc_normal_(module.weight, mean=0.0, std=std, a=-3 * std, b=3 * std)
 
 
 def _make_model_class(family: Family, config_class: type) -> type:
@@ -106,6 +117,11 @@ def install_from_config(model: nn.Module) -> None:
         raise ValueError(
             f"config.longpos_plan has {len(plan)} entries but the model has {len(layers)} layers"
         )
+    inner: Any = model.model
+    if not isinstance(inner.__dict__.get("_init_weights"), functools.partial):
+        # The decoder model is its own PreTrainedModel: transformers initialises its
+        # modules with *its* _init_weights, so the hook goes on that instance.
+        inner._init_weights = functools.partial(_longpos_init_weights, inner._init_weights)
     attention_class = ATTENTION_CLASSES[family.name]
     for layer, technique in zip(layers, plan, strict=True):
         attn = layer.self_attn

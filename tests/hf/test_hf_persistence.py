@@ -1,0 +1,104 @@
+"""save_pretrained / from_pretrained round trips through the registered types."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import pytest
+import torch
+from hf_helpers import FAMILY_NAMES, logits, spread_repo, tiny_model, token_ids
+from transformers import AutoConfig, AutoModelForCausalLM
+
+from longpos.hf import (
+    CONFIG_CLASSES,
+    MODEL_CLASSES,
+    apply_longpos,
+    drop_positions,
+    layer_plan,
+    load_hf_model,
+    set_temperature,
+)
+from longpos.positions.scaling import RopeConfig
+
+
+def _repo_yarn(model):
+    apply_longpos(
+        model,
+        "rope,nope,repo",
+        rope=RopeConfig(theta=10_000.0, scaling="yarn", factor=2.0, original_length=16),
+    )
+    spread_repo(model)
+    return model
+
+
+def _drope_qk_beta(model):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        drop_positions(model, qk_norm="qk")
+    with torch.no_grad():  # trained-looking norm gains
+        for name, param in model.named_parameters():
+            if name.endswith(("q_norm.weight", "k_norm.weight")):
+                param.uniform_(0.5, 1.5)
+    set_temperature(model, c=0.412, eval_length=64, train_length=16)
+    return model
+
+
+@pytest.mark.parametrize("family", FAMILY_NAMES)
+@pytest.mark.parametrize("make", [_repo_yarn, _drope_qk_beta], ids=["repo_yarn", "drope_qk_beta"])
+def test_round_trip_is_exact(tmp_path, family, make):
+    model = make(tiny_model(family))
+    ids = token_ids(length=30)
+    expected = logits(model, ids)
+    model.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["model_type"] == f"{family}_longpos"
+    assert "auto_map" not in saved  # no remote code involved
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path).eval()
+    assert type(loaded) is MODEL_CLASSES[family]
+    assert type(loaded.config) is CONFIG_CLASSES[family]
+    assert layer_plan(loaded) == layer_plan(model)
+    assert loaded.config.longpos_temperature == model.config.longpos_temperature
+    assert loaded.config.rope_parameters == model.config.rope_parameters
+    assert set(loaded.state_dict()) == set(model.state_dict())
+    for key, value in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key
+    assert torch.equal(logits(loaded, ids), expected)
+
+
+def test_load_hf_model_reads_stock_and_converted_folders(tmp_path):
+    stock = tiny_model("qwen3")
+    stock.save_pretrained(tmp_path / "stock")
+    ids = token_ids()
+    plain = load_hf_model(tmp_path / "stock").eval()
+    assert type(plain).__name__ == "Qwen3ForCausalLM"
+    torch.testing.assert_close(logits(plain, ids), logits(stock, ids), atol=0, rtol=0)
+    converted = load_hf_model(tmp_path / "stock", plan="repo", attn_implementation="eager")
+    assert converted.config._attn_implementation == "eager"
+    assert layer_plan(converted) == ["rope", "repo", "repo"]
+    converted.save_pretrained(tmp_path / "repo")
+    again = load_hf_model(tmp_path / "repo", dtype="bfloat16")
+    assert again.dtype == torch.bfloat16 and layer_plan(again) == ["rope", "repo", "repo"]
+    same = load_hf_model(converted)  # already loaded: returned as is
+    assert same is converted
+    config = AutoConfig.from_pretrained(tmp_path / "repo")
+    assert config.longpos_plan == ["rope", "repo", "repo"]
+
+
+def test_load_hf_model_errors(tmp_path):
+    with pytest.raises(ValueError, match="no config.json"):
+        load_hf_model(tmp_path / "missing")
+
+
+def test_from_pretrained_on_converted_type_without_weights_initialises_repo(tmp_path):
+    model = tiny_model("llama")
+    model.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    config.update(model_type="llama_longpos", longpos_plan=["rope", "repo", "repo"])
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        loaded = AutoModelForCausalLM.from_pretrained(tmp_path)
+    weight = loaded.model.layers[1].self_attn.position_assigner.assign.weight
+    assert torch.isfinite(weight).all()
+    assert 0 < weight.std() < 0.05 and weight.abs().max() <= 0.06 + 1e-6  # paper init
