@@ -38,7 +38,7 @@ from transformers.models.llama.modeling_llama import eager_attention_forward
 
 from longpos.hf.families import FAMILIES, Family
 from longpos.positions.repo import RePoAssigner
-from longpos.positions.rope import apply_rotary, expand_positions, rope_cos_sin
+from longpos.positions.rope import apply_rotary, rope_cos_sin
 from longpos.positions.scaling import RopeConfig
 
 TECHNIQUES = ("rope", "nope", "repo")
@@ -101,7 +101,7 @@ class LongposAttentionMixin:
                 # a checkpoint lack them (transformers initialises missing keys per module).
                 for sub_name, sub in assigner.named_children():
                     zero = sub_name == "assign" and assigner.init == "zero_assign"
-                    sub._longpos_init = "zeros" if zero else "trunc_normal"
+                    setattr(sub, "_longpos_init", "zeros" if zero else "trunc_normal")  # noqa: B010
                 module.position_assigner = assigner.to(device=weight.device, dtype=weight.dtype)
             self.longpos_repo_rope_scaling = bool(opts.get("apply_rope_scaling", True))
         elif isinstance(getattr(module, "position_assigner", None), nn.Module):
@@ -157,7 +157,8 @@ class LongposAttentionMixin:
             index = torch.arange(seq, device=hidden_states.device).expand(bsz, seq)
         else:
             index = position_ids.expand(bsz, seq)  # (B, T) integer index (blend ablation)
-        return self.position_assigner(hidden_states, index)  # type: ignore[no-any-return]
+        assigner: RePoAssigner = getattr(self, "position_assigner")  # noqa: B009
+        return assigner(hidden_states, index)  # type: ignore[no-any-return]
 
     # ------------------------------------------------------------------ forward
     def forward(
@@ -204,9 +205,11 @@ class LongposAttentionMixin:
                 self._longpos_record.append(z.detach())
             inv_freq, factor = self._repo_tables(query.device)
             cos_k, sin_k = rope_cos_sin(z, inv_freq, factor)  # (B, H_kv, T, D) fp32
-            z_q = expand_positions(z, query.shape[1])  # (B, H, T)
-            cos_q, sin_q = rope_cos_sin(z_q, inv_freq, factor)  # (B, H, T, D) fp32
-            query = apply_rotary(query, cos_q, sin_q)
+            # Query heads of a GQA group share their key head's position.
+            groups = self.num_key_value_groups
+            cos_q = cos_k.repeat_interleave(groups, dim=1) if groups > 1 else cos_k
+            sin_q = sin_k.repeat_interleave(groups, dim=1) if groups > 1 else sin_k
+            query = apply_rotary(query, cos_q, sin_q)  # tables (B, H, T, D)
             key = apply_rotary(key, cos_k, sin_k)
         # nope: no rotation
 

@@ -24,7 +24,7 @@ from torch import nn
 
 from longpos.config import RePoConfig, resolve_plan
 from longpos.hf.attention import TECHNIQUES, LongposAttentionMixin, drope_beta
-from longpos.hf.families import FAMILIES, Family, family_of
+from longpos.hf.families import FAMILIES, Family, decoder_layers, family_of
 from longpos.hf.modeling import (
     CONFIG_CLASSES,
     MODEL_CLASSES,
@@ -86,7 +86,7 @@ def apply_longpos(
     """
     family = family_of(model)
     config: Any = model.config
-    n_layers = len(model.model.layers)  # type: ignore[union-attr]
+    n_layers = len(decoder_layers(model))
     layer_plan = _layer_plan(plan, n_layers, repo_start)
     if drope_qk_norm not in QK_NORMS:
         raise ValueError(f"drope_qk_norm={drope_qk_norm!r} is unknown; allowed: {QK_NORMS}")
@@ -139,8 +139,9 @@ def _to_longpos_types(model: nn.Module, family: Family) -> None:
                 setattr(config, name, None)
     if type(model) is not MODEL_CLASSES[family.name]:
         model.__class__ = MODEL_CLASSES[family.name]
-    if getattr(model, "generation_config", None) is not None:
-        model.generation_config._from_model_config = False
+    generation_config: Any = getattr(model, "generation_config", None)
+    if generation_config is not None:
+        generation_config._from_model_config = False
 
 
 def set_rope(model: nn.Module, rope: RopeConfig) -> nn.Module:
@@ -152,7 +153,8 @@ def set_rope(model: nn.Module, rope: RopeConfig) -> nn.Module:
     """
     family_of(model)
     config: Any = model.config
-    old = model.model.rotary_emb  # type: ignore[union-attr]
+    inner: Any = model.model
+    old = inner.rotary_emb
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
     params = rope.to_hf(head_dim)
     if rope.scaling in ("yarn", "llama3") and rope.original_length is not None:
@@ -163,8 +165,8 @@ def set_rope(model: nn.Module, rope: RopeConfig) -> nn.Module:
         config.max_position_embeddings = int(rope.original_length)
     config.rope_parameters = params
     new = type(old)(config=config)
-    model.model.rotary_emb = new.to(old.inv_freq.device)  # type: ignore[union-attr]
-    for layer in model.model.layers:  # type: ignore[union-attr]
+    inner.rotary_emb = new.to(old.inv_freq.device)
+    for layer in decoder_layers(model):
         attn = layer.self_attn
         if isinstance(attn, LongposAttentionMixin):
             attn._longpos_inv_freq = {}
@@ -225,7 +227,7 @@ def set_temperature(
         if c is not None:
             temp.update(c=float(c), eval_length=eval_length, train_length=train_length)
         result = float(beta)
-    if not isinstance(model.model.layers[0].self_attn, LongposAttentionMixin):  # type: ignore[union-attr,index]
+    if not isinstance(decoder_layers(model)[0].self_attn, LongposAttentionMixin):
         apply_longpos(model, "rope")
     config.longpos_temperature = None if temp == {"mode": "static", "beta": 1.0} else temp
     apply_temperature_from_config(model)
@@ -236,7 +238,7 @@ def layer_plan(model: nn.Module) -> list[str]:
     """The technique of every layer of a (converted or stock) model."""
     family_of(model)
     plan = getattr(model.config, "longpos_plan", None)
-    return list(plan) if plan else ["rope"] * len(model.model.layers)  # type: ignore[union-attr]
+    return list(plan) if plan else ["rope"] * len(decoder_layers(model))
 
 
 __all__ = [

@@ -103,3 +103,8 @@ def family_of(model: nn.Module) -> Family:
             f"got {type(model).__name__}; load it with AutoModelForCausalLM"
         )
     return family
+
+
+def decoder_layers(model: Any) -> list[Any]:
+    """The decoder layers of a supported causal LM (``model.model.layers``)."""
+    return list(model.model.layers)

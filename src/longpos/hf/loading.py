@@ -133,7 +133,8 @@ class HFEvalModel:
             raise ValueError("the prompt is empty: nothing to condition generation on")
         if max_new_tokens < 0:
             raise ValueError(f"max_new_tokens={max_new_tokens} must be >= 0")
-        vocab = int(self.model.config.vocab_size)
+        config: Any = self.model.config
+        vocab = int(config.vocab_size)
         if min(prompt_ids) < 0 or max(prompt_ids) >= vocab:
             raise ValueError(
                 f"prompt ids must be in [0, {vocab}); got {min(prompt_ids)}..{max(prompt_ids)}: "
@@ -164,7 +165,8 @@ def greedy_generate(
 
     device = next(model.parameters()).device
     tokens = torch.tensor([prompt_ids], dtype=torch.long, device=device)  # (1, T)
-    cache = DynamicCache(config=model.config) if use_cache else None
+    config: Any = model.config
+    cache = DynamicCache(config=config) if use_cache else None
     step = tokens
     new: list[int] = []
     for _ in range(max_new_tokens):

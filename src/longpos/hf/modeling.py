@@ -22,7 +22,7 @@ from transformers import AutoConfig, AutoModelForCausalLM
 from transformers import initialization as hf_init
 
 from longpos.hf.attention import ATTENTION_CLASSES, LongposAttentionMixin
-from longpos.hf.families import FAMILIES, Family
+from longpos.hf.families import FAMILIES, Family, decoder_layers
 from longpos.positions.repo import REPO_INIT_STD
 
 
@@ -61,7 +61,7 @@ class LongposCausalLMMixin:
         install_from_config(self)  # type: ignore[arg-type]
 
 
-def _longpos_init_weights(base_init: Any, module: nn.Module) -> None:
+def _longpos_init_weights(base_init: Any, module: Any) -> None:
     """``_init_weights`` for the inner decoder model: the paper's init for RePo linears.
 
     transformers calls it only for tensors missing from a checkpoint (guarded init).
@@ -111,7 +111,7 @@ def install_from_config(model: nn.Module) -> None:
     """Make every decoder layer's attention match ``model.config.longpos_*``."""
     config: Any = model.config
     family = FAMILIES[config.model_type.removesuffix("_longpos")]
-    layers = model.model.layers  # type: ignore[union-attr]
+    layers = decoder_layers(model)
     plan = config.longpos_plan or ["rope"] * len(layers)
     if len(plan) != len(layers):
         raise ValueError(
@@ -147,7 +147,7 @@ def apply_temperature_from_config(model: nn.Module) -> None:
     """Set every attention's beta from ``config.longpos_temperature``."""
     temp = getattr(model.config, "longpos_temperature", None) or {}
     mode = temp.get("mode", "static")
-    for layer in model.model.layers:  # type: ignore[union-attr]
+    for layer in decoder_layers(model):
         attn = layer.self_attn
         if mode == "dynamic":
             attn.longpos_beta = 1.0

@@ -10,12 +10,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
 
 from longpos.hf.attention import LongposAttentionMixin
-from longpos.hf.families import family_of
+from longpos.hf.families import decoder_layers, family_of
 
 
 @dataclass
@@ -42,7 +43,7 @@ def record_positions(model: nn.Module) -> Iterator[PositionRecord]:
     """
     family_of(model)
     record = PositionRecord()
-    attns = [layer.self_attn for layer in model.model.layers]  # type: ignore[union-attr]
+    attns = [layer.self_attn for layer in decoder_layers(model)]
     try:
         for attn in attns:
             if isinstance(attn, LongposAttentionMixin) and attn.longpos_technique == "repo":
@@ -66,7 +67,7 @@ def assigned_positions(
     real tokens only (what ``generate`` would use).
     """
     family_of(model)
-    config = model.config
+    config: Any = model.config
     bsz, seq = input_ids.shape
     if attention_mask is not None:
         index = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)  # (B, T)
@@ -82,7 +83,7 @@ def assigned_positions(
     learned = rec.by_layer
     n_kv = int(config.num_key_value_heads)
     out, flags = [], []
-    for i in range(len(model.model.layers)):  # type: ignore[union-attr]
+    for i in range(len(decoder_layers(model))):
         if i in learned:
             out.append(learned[i].to(torch.float32))
             flags.append(True)
