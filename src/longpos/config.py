@@ -20,6 +20,7 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from longpos.memory.placement import MemoryConfig, memory_config_from_dict
 from longpos.positions.registry import TECHNIQUES
 from longpos.positions.repo import REPO_INITS, REPO_VARIANTS
 from longpos.positions.scaling import RopeConfig
@@ -151,6 +152,9 @@ class ModelConfig:
     ``init_std``). RePo projections always use the paper's truncated normal, std 0.02."""
     init_std: float = 0.02
     """Std of embeddings (and of all linears when init_scheme is normal); > 0."""
+    memory: MemoryConfig = field(default_factory=MemoryConfig)
+    """Product-key memory layers (FwPKM before the mixer, static PKM in the MLP slot) of chosen
+    blocks; none by default (then left out of the JSON). See ``longpos.memory.placement``."""
 
     def __post_init__(self) -> None:
         if isinstance(self.rope, dict):
@@ -159,6 +163,8 @@ class ModelConfig:
             self.repo = RePoConfig(**self.repo)
         if isinstance(self.temperature, dict):
             self.temperature = TemperatureConfig(**self.temperature)
+        if isinstance(self.memory, dict):
+            self.memory = memory_config_from_dict(self.memory)
         if self.qk_norm not in QK_NORMS:
             raise ValueError(f"qk_norm={self.qk_norm!r} is unknown; allowed: {QK_NORMS}")
         if self.qk_norm_layout not in QK_NORM_LAYOUTS:
@@ -204,6 +210,7 @@ class ModelConfig:
         if not self.init_std > 0:
             raise ValueError(f"init_std={self.init_std} must be > 0")
         self.layer_plan()  # validates the plan
+        self.memory.validate(self.d_model, self.n_layers)
 
     # ----------------------------------------------------------- derived
     @property
@@ -230,7 +237,10 @@ class ModelConfig:
 
     # ----------------------------------------------------------- JSON
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        if self.memory == MemoryConfig():  # no memory: the JSON of configs without the field
+            del data["memory"]
+        return data
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)

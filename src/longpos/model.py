@@ -9,6 +9,16 @@ and one *position encoding* (RoPE, possibly scaled, or NoPE), built from the con
 per-layer plan by :func:`build_position_modules`. Keys are rotated **before** they enter
 the KV cache, so each token's position is computed once, when it is first seen, and
 incremental decoding gives the same logits as a full forward for every technique.
+
+Memory layers (``cfg.memory``, :mod:`longpos.memory.placement`): an FwPKM sub-block before the
+attention of chosen blocks (``h = h + fwpkm(h)``), a static PKM in place of (or beside) the MLP
+of chosen blocks. Each FwPKM layer's per-sequence fast-weight state lives in the
+:class:`KVCache` next to the keys and values (``cache.memory``), so incremental decoding and
+streaming carry it; its size does not grow with the length. Writes happen on the stream's own
+grid (one every ``chunk`` tokens counted from the first token), so any split of a sequence into
+forward calls gives the same logits as one full forward. ``forward(..., read_passes=n)`` is the
+paper's iterative reading: n - 1 passes over the input, each ending with one memory write and
+with fresh attention, then the real pass.
 """
 
 from __future__ import annotations
@@ -21,6 +31,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from longpos.config import ModelConfig
+from longpos.memory.fwpkm import FwPKMLayer, FwPKMState
+from longpos.memory.pkm import StaticPKM
 from longpos.positions.registry import build_position_modules
 from longpos.positions.repo import RePoAssigner
 from longpos.positions.rope import PositionAssigner, PositionEncoding
@@ -52,11 +64,14 @@ class SwiGLU(nn.Module):
 
 
 class KVCache:
-    """Per-layer rotated keys and values, ``(B, H_kv, T_past, D)`` each."""
+    """Per-layer rotated keys and values, ``(B, H_kv, T_past, D)`` each, and the per-layer
+    FwPKM fast-weight states (``memory``; None for layers without FwPKM or before the first
+    forward)."""
 
     def __init__(self, n_layers: int):
         self.keys: list[torch.Tensor | None] = [None] * n_layers
         self.values: list[torch.Tensor | None] = [None] * n_layers
+        self.memory: list[FwPKMState | None] = [None] * n_layers
         self._length = 0
 
     @property
@@ -90,6 +105,9 @@ class LMOutput:
     """Per layer: (B, H, T, T_past + T) attention probabilities (when requested)."""
     hidden: torch.Tensor | None = None
     """(B, T, C) final normalised hidden state."""
+    memory: list[FwPKMState | None] = field(default_factory=list)
+    """Per layer: the FwPKM state after this forward (None without FwPKM; empty list when the
+    model has no FwPKM layer)."""
 
 
 class Attention(nn.Module):
@@ -129,10 +147,12 @@ class Attention(nn.Module):
         key_padding: torch.Tensor | None = None,
         return_attention: bool = False,
         logit_scale: float = 1.0,
+        window: int | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """x: (B, T, C) normalised input; index: (B, T) integer positions;
         key_padding: (B, T_past + T) bool, True for real tokens; logit_scale: multiplier
-        on 1/sqrt(head_dim) (DroPE's temperature beta).
+        on 1/sqrt(head_dim) (DroPE's temperature beta); window: sliding-window attention
+        over the last ``window`` keys (FwPKM's pSWA in training; None = full).
 
         Returns the output (B, T, C), the assigned positions and, on request, the
         attention probabilities (B, H, T, T_past + T).
@@ -154,7 +174,7 @@ class Attention(nn.Module):
         if cache is not None:
             k, v = cache.update(self.layer_idx, k, v)  # (B, H_kv, T_past + T, D)
         scale = logit_scale / math.sqrt(self.head_dim)
-        mask = causal_mask(seq, past, key_padding, x.device)
+        mask = causal_mask(seq, past, key_padding, x.device, window)
         if return_attention:
             out, probs = eager_attention(q, k, v, mask, scale)
         else:
@@ -173,18 +193,25 @@ class Attention(nn.Module):
 
 
 def causal_mask(
-    seq: int, past: int, key_padding: torch.Tensor | None, device: torch.device
+    seq: int,
+    past: int,
+    key_padding: torch.Tensor | None,
+    device: torch.device,
+    window: int | None = None,
 ) -> torch.Tensor | None:
     """Boolean mask (B or 1, 1, T, T_past + T), True = may attend; None = plain causal.
 
-    Query i (absolute position past + i) sees keys j <= past + i. With no cache and no
-    padding, None lets SDPA use its fused causal path.
+    Query i (absolute position past + i) sees keys j <= past + i (and j > past + i - window
+    with a sliding window). With no cache, no padding and no window, None lets SDPA use its
+    fused causal path.
     """
-    if key_padding is None and (past == 0 or seq == 1):
+    if key_padding is None and window is None and (past == 0 or seq == 1):
         return None
     q_pos = torch.arange(past, past + seq, device=device)[:, None]  # (T, 1)
     k_pos = torch.arange(past + seq, device=device)[None, :]  # (1, T_past + T)
     mask = (k_pos <= q_pos)[None, None]  # (1, 1, T, T_past + T)
+    if window is not None:
+        mask = mask & (k_pos > q_pos - window)[None, None]
     if key_padding is not None:
         mask = mask & key_padding[:, None, None, :].bool()  # (B, 1, T, T_past + T)
         # A fully padded query row would give NaN: let it attend to itself.
@@ -217,7 +244,19 @@ class Block(nn.Module):
         self.attn_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
         self.attn = Attention(cfg, layer_idx, assigner, encoding)
         self.mlp_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
-        self.mlp = SwiGLU(cfg.d_model, cfg.resolved_ffn_hidden)
+        self.mlp: nn.Module = SwiGLU(cfg.d_model, cfg.resolved_ffn_hidden)
+        # Memory layers (cfg.memory); absent attributes add nothing to the state dict.
+        mem = cfg.memory
+        self.fwpkm: FwPKMLayer | None = None
+        self.pkm: StaticPKM | None = None
+        if layer_idx in mem.fwpkm_layers(cfg.n_layers):
+            self.fwpkm = FwPKMLayer(mem.fwpkm.layer_config(cfg.d_model))
+        if layer_idx in mem.pkm_layers_of(cfg.n_layers):
+            pkm = StaticPKM(mem.pkm.layer_config(cfg.d_model))
+            if mem.pkm_placement == "replace":
+                self.mlp = pkm
+            else:
+                self.pkm = pkm
 
     def forward(
         self,
@@ -227,12 +266,27 @@ class Block(nn.Module):
         key_padding: torch.Tensor | None,
         return_attention: bool,
         logit_scale: float = 1.0,
+        memory: list[FwPKMState | None] | None = None,
+        memory_writes: str = "chunked",
+        window: int | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """``memory``: per-layer FwPKM states, read and replaced in place for this layer."""
+        if self.fwpkm is not None:  # FwPKM: its own gated residual sub-block before the mixer
+            layer = self.attn.layer_idx
+            state = memory[layer] if memory is not None else None
+            y, state = self.fwpkm(x, state, writes=memory_writes)  # type: ignore[arg-type]
+            if memory is not None:
+                memory[layer] = state
+            x = x + y
         attn_out, positions, probs = self.attn(
-            self.attn_norm(x), index, cache, key_padding, return_attention, logit_scale
+            self.attn_norm(x), index, cache, key_padding, return_attention, logit_scale, window
         )
         x = x + attn_out
-        x = x + self.mlp(self.mlp_norm(x))
+        if self.pkm is None:
+            x = x + self.mlp(self.mlp_norm(x))
+        else:
+            h = self.mlp_norm(x)
+            x = x + self.mlp(h) + self.pkm(h)
         return x, positions, probs
 
 
@@ -260,15 +314,32 @@ class LongposLM(nn.Module):
         Embeddings: normal(0, init_std). Linears: truncated normal with std
         1/sqrt(fan_in) (``fan_in``) or ``init_std`` (``normal``); output projections
         of each residual branch are further divided by sqrt(2 * n_layers). Norm
-        weights: 1. RePo assigners: the paper's truncated normal, std 0.02.
+        weights: 1. RePo assigners: the paper's truncated normal, std 0.02. Memory layers:
+        their own ``reset_parameters`` (drawn from ``generator``), with their residual output
+        projection divided by sqrt(2 * n_layers) like the others.
         """
         cfg = self.config
         nn.init.normal_(self.embed.weight, 0.0, cfg.init_std, generator=generator)
         residual_outputs = set()
         for block in self.blocks:
-            residual_outputs.update({id(block.attn.o_proj.weight), id(block.mlp.down.weight)})
+            residual_outputs.add(id(block.attn.o_proj.weight))
+            if isinstance(block.mlp, SwiGLU):
+                residual_outputs.add(id(block.mlp.down.weight))
+        memories = (FwPKMLayer, StaticPKM)
+        inside_memory = {
+            id(sub) for m in self.modules() if isinstance(m, memories) for sub in m.modules()
+        }
         for name, module in self.named_modules():
-            if isinstance(module, RMSNorm):
+            if isinstance(module, memories):
+                module.reset_parameters(generator)
+                out = module.o_proj if isinstance(module, FwPKMLayer) else module.out_proj
+                if out is not None:
+                    out.weight.div_(math.sqrt(2 * cfg.n_layers))
+                    if out.bias is not None:
+                        out.bias.div_(math.sqrt(2 * cfg.n_layers))
+            elif id(module) in inside_memory:
+                continue
+            elif isinstance(module, RMSNorm):
                 nn.init.ones_(module.weight)
             elif isinstance(module, RePoAssigner):
                 module.init_weights(generator)
@@ -292,12 +363,22 @@ class LongposLM(nn.Module):
         attention_mask: torch.Tensor | None = None,
         return_positions: bool = False,
         return_attention: bool = False,
+        read_passes: int = 1,
+        memory_writes: str = "chunked",
     ) -> LMOutput:
         """input_ids: (B, T). ``cache`` holds earlier tokens (pass ``new_cache()`` to start one).
 
         ``index``: (B, T) integer positions of these tokens (default: past + arange(T), or
         derived from ``attention_mask`` under left padding). ``attention_mask``:
         (B, T_past + T), 1 for real tokens, 0 for padding.
+
+        FwPKM layers only (ignored by models without): ``read_passes`` n >= 1 runs n - 1
+        reading passes over ``input_ids`` first (fresh attention, each pass ending with one
+        memory write, ``writes="end"``), then the real pass from the written memory; it needs
+        an empty cache (the start of a sequence). ``memory_writes`` is the real pass's write
+        mode: ``chunked`` (one write every ``chunk`` tokens of the stream), ``end`` (one write
+        after the last token) or ``none`` (frozen memory). Memory states start fresh per
+        sequence unless the cache holds them.
         """
         if input_ids.dim() != 2:
             raise ValueError(f"input_ids must be (batch, time); got shape {tuple(input_ids.shape)}")
@@ -319,15 +400,29 @@ class LongposLM(nn.Module):
             key_padding = attention_mask.bool()
         x = self.embed(input_ids)  # (B, T, C)
         beta = self.config.temperature.beta(self.config.max_seq_len, past + seq)
+        memory = self._memory_states(cache, key_padding, read_passes)
+        window = None
+        pswa = self.config.memory.pswa_prob
+        if self.training and pswa > 0 and float(torch.rand(())) < pswa:  # FwPKM's pSWA
+            window = self.config.memory.window
+        if memory is not None:
+            for _ in range(read_passes - 1):  # iterative reading: passes that only write
+                h = x
+                for block in self.blocks:
+                    h, _, _ = block(h, index, None, key_padding, False, beta, memory, "end", window)
         positions, attentions = [], []
         for block in self.blocks:
-            x, pos, probs = block(x, index, cache, key_padding, return_attention, beta)
+            x, pos, probs = block(
+                x, index, cache, key_padding, return_attention, beta, memory, memory_writes, window
+            )
             if return_positions:
                 positions.append(pos)
             if probs is not None:
                 attentions.append(probs)
         if cache is not None:
             cache.advance(seq)
+            if memory is not None:
+                cache.memory = memory
         hidden = self.norm(x)
         return LMOutput(
             logits=self.lm_head(hidden),
@@ -335,7 +430,36 @@ class LongposLM(nn.Module):
             positions=positions,
             attentions=attentions,
             hidden=hidden,
+            memory=memory if memory is not None else [],
         )
+
+    @property
+    def fwpkm_layers(self) -> list[int]:
+        """Indices of the blocks with an FwPKM sub-block."""
+        return [i for i, block in enumerate(self.blocks) if block.fwpkm is not None]
+
+    def _memory_states(
+        self, cache: KVCache | None, key_padding: torch.Tensor | None, read_passes: int
+    ) -> list[FwPKMState | None] | None:
+        """The per-layer FwPKM states this forward starts from (None: no FwPKM layer)."""
+        if isinstance(read_passes, bool) or not isinstance(read_passes, int) or read_passes < 1:
+            raise ValueError(f"read_passes={read_passes!r} must be an integer >= 1")
+        if not self.fwpkm_layers:
+            return None
+        if key_padding is not None and not bool(key_padding.all()):
+            raise ValueError(
+                "attention_mask with padding is not supported by FwPKM layers (padding tokens "
+                "would be written into the memory and shift its write grid): run sequences of "
+                "equal length, or one at a time"
+            )
+        if read_passes > 1 and cache is not None and cache.length > 0:
+            raise ValueError(
+                f"read_passes={read_passes} re-reads the input from the start of a sequence: "
+                "pass an empty cache (or none); continue a cached sequence with read_passes=1"
+            )
+        if cache is None:
+            return [None] * len(self.blocks)
+        return list(cache.memory)
 
     def new_cache(self) -> KVCache:
         return KVCache(len(self.blocks))
@@ -353,6 +477,7 @@ class LongposLM(nn.Module):
         eos_id: int | None = None,
         generator: torch.Generator | None = None,
         use_cache: bool = True,
+        read_passes: int | None = None,
     ) -> torch.Tensor:
         """Continue ``input_ids (B, T)`` by up to ``max_new_tokens``; returns (B, T + n).
 
@@ -361,6 +486,12 @@ class LongposLM(nn.Module):
         sequence emits ``eos_id`` it is padded with ``eos_id``; generation stops when
         every sequence has. ``use_cache=False`` recomputes the full forward each step
         (slow; for checking the cache).
+
+        FwPKM models: ``read_passes`` (default ``config.memory.fwpkm.read_passes``) reading
+        passes over the prompt before its real pass (iterative reading); the memory state then
+        travels in the cache and keeps writing every ``chunk`` tokens while decoding. Without
+        the cache each step re-reads prompt and generated tokens (equal to the cached path for
+        ``read_passes=1`` only).
         """
         if max_new_tokens < 0:
             raise ValueError(f"max_new_tokens={max_new_tokens} must be >= 0")
@@ -370,14 +501,20 @@ class LongposLM(nn.Module):
             raise ValueError(f"top_p={top_p} must be in (0, 1]")
         if top_k is not None and top_k < 1:
             raise ValueError(f"top_k={top_k} must be >= 1")
+        passes = self.config.memory.fwpkm.read_passes if read_passes is None else read_passes
         was_training = self.training
         self.eval()
         tokens = input_ids
         cache = self.new_cache() if use_cache else None
         step_input = input_ids
         done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
-        for _ in range(max_new_tokens):
-            logits = self(step_input if use_cache else tokens, cache=cache).logits[:, -1]
+        for step in range(max_new_tokens):
+            first = step == 0 or not use_cache
+            logits = self(
+                step_input if use_cache else tokens,
+                cache=cache,
+                read_passes=passes if first else 1,
+            ).logits[:, -1]
             nxt = sample_next(logits, temperature, top_k, top_p, generator)  # (B,)
             if eos_id is not None:
                 nxt = torch.where(done, torch.full_like(nxt, eos_id), nxt)

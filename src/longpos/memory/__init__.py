@@ -2,6 +2,8 @@
 
 ``pkm``: :class:`StaticPKM`, :class:`PKMConfig`, product-key helpers and optimiser groups.
 ``fwpkm``: :class:`FwPKMLayer`, :class:`FwPKMConfig`, :class:`FwPKMState`.
+``placement``: :class:`MemoryConfig` (``ModelConfig.memory``: which blocks of the reference model
+get FwPKM / static PKM) and :func:`memory_param_groups` (their optimiser groups).
 ``naive``: slow loop references used by tests and benchmarks.
 """
 
@@ -13,15 +15,27 @@ from longpos.memory.pkm import (
     pkm_value_parameters,
     product_topk,
 )
+from longpos.memory.placement import (
+    FwPKMOptions,
+    MemoryConfig,
+    PKMOptions,
+    memory_param_groups,
+    resolve_layers,
+)
 
 __all__ = [
     "FwPKMConfig",
     "FwPKMLayer",
+    "FwPKMOptions",
     "FwPKMState",
+    "MemoryConfig",
     "PKMConfig",
+    "PKMOptions",
     "StaticPKM",
     "access_stats",
+    "memory_param_groups",
     "pkm_param_groups",
     "pkm_value_parameters",
     "product_topk",
+    "resolve_layers",
 ]

@@ -29,10 +29,9 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from longpos.checkpoint import save_model
 from longpos.io import atomic_write, atomic_write_json
-from longpos.model import LongposLM
-from longpos.train import distributed
+from longpos.memory.placement import memory_param_groups
+from longpos.train import distributed, model_io
 from longpos.train.config import TrainConfig
 from longpos.train.data import DataSource, build_source
 from longpos.train.optim import build_optimizer, param_groups, set_lr
@@ -57,7 +56,9 @@ def loss_sums(
     """ids: (B, T+1) tokens; mask: (B, T+1) answer tokens or None."""
     inputs, targets = ids[:, :-1], ids[:, 1:]  # (B, T) each
     with torch.autocast(device_type=ids.device.type, dtype=torch.bfloat16, enabled=autocast):
-        logits = model(inputs).logits
+        logits = model(
+            inputs, **({} if model_io.is_native(_inner(model)) else {"use_cache": False})
+        ).logits
     logits = logits.float()  # (B, T, V)
     token_loss = F.cross_entropy(
         logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="none"
@@ -73,33 +74,44 @@ def loss_sums(
     )
 
 
+def _inner(model: torch.nn.Module) -> torch.nn.Module:
+    return model.module if hasattr(model, "module") else model
+
+
 class Trainer:
-    """Trains ``model`` with ``cfg``, writing everything under ``out_dir``."""
+    """Trains ``model`` (a LongposLM, or a Hugging Face causal LM) with ``cfg``, writing
+    everything under ``out_dir``."""
 
     def __init__(
         self,
-        model: LongposLM,
+        model: torch.nn.Module,
         cfg: TrainConfig,
         out_dir: str | Path,
         *,
         source: DataSource | None = None,
         extra_groups: dict | None = None,
         parallel: str = "ddp",
-        on_eval: Callable[[LongposLM, int], dict[str, Any]] | None = None,
+        on_eval: Callable[[torch.nn.Module, int], dict[str, Any]] | None = None,
+        source_folder: str | None = None,
     ):
         self.cfg = cfg
         self.out = Path(out_dir)
         self.ctx = distributed.setup(cfg.device)
         self.device = self.ctx.device
         self.source = source or build_source(cfg.data, cfg.seed)
-        if self.source.vocab_size > model.config.vocab_size:
+        if self.source.vocab_size > model_io.vocab_size(model):
             raise ValueError(
                 f"the data uses {self.source.vocab_size} token ids but model.vocab_size="
-                f"{model.config.vocab_size}: set --model.vocab_size {self.source.vocab_size}"
+                f"{model_io.vocab_size(model)}: set --model.vocab_size {self.source.vocab_size}"
             )
+        self.source_folder = source_folder
         self.model = model.to(self.device)
         self.wrapped = distributed.wrap(self.model, self.ctx, parallel)
-        groups = param_groups(self.model, cfg.optim, model.config.repo.lr_multiplier, extra_groups)
+        if extra_groups is None:  # memory layers get their own groups unless the caller chose
+            extra_groups = memory_param_groups(self.model, cfg.optim.lr)
+        groups = param_groups(
+            self.model, cfg.optim, model_io.repo_lr_multiplier(model), extra_groups
+        )
         self.optimizer = build_optimizer(groups, cfg.optim)
         self.autocast = cfg.bf16 and self.device.type == "cuda"
         self.on_eval = on_eval
@@ -119,9 +131,7 @@ class Trainer:
         final = self.checkpoint_dir()
         tmp = self.out / "checkpoint.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
-        snapshot = LongposLM(self.model.config)
-        snapshot.load_state_dict(model_state)
-        save_model(snapshot, tmp)
+        model_io.save(self.model, model_state, tmp, self.source_folder)
         state = {
             "step": self.step,
             "tokens": self.tokens,
@@ -142,16 +152,9 @@ class Trainer:
         folder = self.checkpoint_dir()
         if not (folder / STATE_FILE).is_file():
             return False
-        from longpos.checkpoint import load_model
-
-        loaded = load_model(folder)
-        if loaded.config != self.model.config:
-            raise ValueError(
-                f"{folder} was written for another model config; use another --out "
-                "or delete the checkpoint to start over"
-            )
+        saved = model_io.load_state(self.model, folder)
         state = torch.load(folder / STATE_FILE, map_location="cpu", weights_only=False)
-        distributed.load_full_model_state(self.wrapped, loaded.state_dict(), self.ctx)
+        distributed.load_full_model_state(self.wrapped, saved, self.ctx)
         distributed.load_full_optimizer_state(
             self.wrapped, self.optimizer, state["optimizer"], self.ctx
         )
@@ -257,6 +260,7 @@ class Trainer:
             atomic_write_json(
                 self.out / "config.json",
                 {"model": self.model.config.to_dict(), "train": cfg.to_dict(),
+             "source": self.source_folder,
                  "world_size": self.ctx.world_size},
             )  # fmt: skip
         resumed = resume and self.try_resume()
@@ -295,13 +299,11 @@ class Trainer:
         self.save_checkpoint()
         state = distributed.full_model_state(self.wrapped, self.ctx)  # every rank takes part
         if self.ctx.is_main:
-            final = LongposLM(self.model.config)
-            final.load_state_dict(state)
-            save_model(final, self.out / "model")
+            model_io.save(self.model, state, self.out / "model", self.source_folder)
         return {"last": last, "eval": final_eval, "resumed": resumed}
 
 
-def train(model: LongposLM, cfg: TrainConfig, out_dir: str | Path, **kwargs: Any) -> dict:
+def train(model: torch.nn.Module, cfg: TrainConfig, out_dir: str | Path, **kwargs: Any) -> dict:
     """Train (resuming from ``out_dir/checkpoint`` if present); returns final metrics."""
     resume = kwargs.pop("resume", True)
     stop_after = kwargs.pop("stop_after", None)
