@@ -7,6 +7,10 @@
   error.
 - DroPE recalibration: ``--init-from runs/rope/model --drope`` drops positional encoding
   from every layer, then trains at the original length.
+- A Hugging Face model folder: ``--hf-model PATH --hf-plan repo`` converts it with
+  ``longpos.hf`` (``--drope`` drops its positions instead) and continues pretraining it on
+  text tokenised with its own tokenizer (``--train.data.kind text``); the result is saved
+  with ``save_pretrained`` (tokenizer files copied).
 
 A rerun with the same ``--out`` resumes from ``out/checkpoint`` exactly.
 """
@@ -39,6 +43,10 @@ class TrainArgs:
     """Drop positional encoding from every layer of --init-from before training (DroPE)."""
     drope_qk_norm: str = "none"
     """DroPE QK-norm variant: none | q | k | qk."""
+    hf_model: str | None = None
+    """A local Hugging Face model folder to train instead of a native model (longpos[hf])."""
+    hf_plan: str | None = None
+    """Per-layer plan to convert --hf-model to (rope | nope | r2n1 | n2r1 | repo | list)."""
     parallel: str = "ddp"
     """Under torchrun: ddp | fsdp."""
     resume: bool = True
@@ -52,6 +60,8 @@ def build_model(args: TrainArgs) -> tuple[torch.nn.Module, list[str]]:
     from longpos.positions.drope import drop_positions
 
     gen = torch.Generator().manual_seed(args.train.seed)
+    if args.hf_model is not None:
+        return build_hf_model(args)
     if args.init_from is None:
         if args.drope:
             raise ValueError("--drope needs --init-from: the RoPE checkpoint to drop from")
@@ -66,6 +76,39 @@ def build_model(args: TrainArgs) -> tuple[torch.nn.Module, list[str]]:
     return model, list(model.missing_weights)
 
 
+def build_hf_model(args: TrainArgs) -> tuple[torch.nn.Module, list[str]]:
+    from longpos import hf
+
+    if args.init_from is not None:
+        raise ValueError("--hf-model and --init-from are exclusive: the HF folder is the start")
+    if args.drope and args.hf_plan is not None:
+        raise ValueError("--drope already sets every layer to NoPE: drop --hf-plan")
+    model = hf.load_hf_model(args.hf_model, plan=args.hf_plan)
+    if args.drope:
+        qk = None if args.drope_qk_norm == "none" else args.drope_qk_norm
+        hf.drop_positions(model, qk_norm=qk)
+    fresh = [n for n, _ in hf.repo_parameters(model)]
+    return model, fresh
+
+
+def hf_text_source(args: TrainArgs):
+    """Packed offline text in the HF model's own tokenizer."""
+    from pathlib import Path
+
+    from longpos.hf.loading import _local_tokenizer
+    from longpos.train.data import TextSource
+
+    if args.train.data.kind != "text":
+        raise ValueError(
+            "a Hugging Face model trains on text: pass --train.data.kind text (token-level "
+            "tasks use the symbolic vocabulary of from-scratch models)"
+        )
+    tokenizer = _local_tokenizer(Path(args.hf_model))
+    if tokenizer is None:
+        raise ValueError(f"{args.hf_model} has no tokenizer files: save the tokenizer there")
+    return TextSource(tokenizer, args.train.seed)
+
+
 def run(args: TrainArgs) -> dict:
     from longpos.train.loop import Trainer
 
@@ -73,7 +116,13 @@ def run(args: TrainArgs) -> dict:
     if fresh:
         print(f"initialised {len(fresh)} new weight tensors: {', '.join(fresh[:6])}"
               + (" ..." if len(fresh) > 6 else ""))  # fmt: skip
-    trainer = Trainer(model, args.train, args.out, parallel=args.parallel)
+    source = None
+    if args.hf_model is not None:
+        source = hf_text_source(args)
+    trainer = Trainer(
+        model, args.train, args.out, source=source, parallel=args.parallel,
+        source_folder=args.hf_model,
+    )  # fmt: skip
     result = trainer.fit(resume=args.resume)
     if trainer.ctx.is_main:
         print(json.dumps(result["eval"], indent=2))

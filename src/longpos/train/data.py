@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import random
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 
@@ -69,7 +69,9 @@ class TextSource:
     held-out part (last 5%); each sequence is a window at a seeded random offset.
     """
 
-    def __init__(self, tokenizer: str = "byte", seed: int = 0):
+    def __init__(self, tokenizer: Any = "byte", seed: int = 0):
+        """``tokenizer``: a name for :func:`longpos.data.tokenizers.load_tokenizer`, or a
+        tokenizer object (the library's, or a Hugging Face one)."""
         from longpos.data.corpus import english_corpus
         from longpos.data.tokenizers import load_tokenizer
 

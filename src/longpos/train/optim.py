@@ -41,7 +41,7 @@ def param_groups(
         if not param.requires_grad or id(param) in taken or id(param) in seen:
             continue
         seen.add(id(param))
-        if ".assigner." in f".{pname}":
+        if "assigner." in pname:  # RePo predictors (native and converted HF models)
             repo.append(param)
         elif param.dim() < 2 or "embed" in pname:
             no_decay.append(param)

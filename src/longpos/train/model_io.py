@@ -1,0 +1,69 @@
+"""How the trainer saves and reloads the two kinds of model it trains.
+
+- a native :class:`~longpos.model.LongposLM`: ``longpos.checkpoint`` (safetensors + JSON);
+- a Hugging Face causal LM (converted by ``longpos.hf`` or stock): ``save_pretrained``,
+  reloaded with ``longpos.hf.load_hf_model``; tokenizer files of the source folder are
+  copied next to the weights so the saved folder is self-contained.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from longpos.model import LongposLM
+
+TOKENIZER_FILES = (
+    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
+    "vocab.json", "merges.txt", "generation_config.json",
+)  # fmt: skip
+
+
+def is_native(model: torch.nn.Module) -> bool:
+    return isinstance(model, LongposLM)
+
+
+def vocab_size(model: torch.nn.Module) -> int:
+    return int(model.config.vocab_size)
+
+
+def repo_lr_multiplier(model: torch.nn.Module) -> float:
+    repo = getattr(model.config, "repo", None)
+    return float(getattr(repo, "lr_multiplier", 1.0)) if repo is not None else 1.0
+
+
+def save(model: torch.nn.Module, state: dict[str, torch.Tensor], folder: Path,
+         source: str | None = None) -> None:  # fmt: skip
+    """Write ``state`` (full, unsharded) as a loadable model folder."""
+    if is_native(model):
+        from longpos.checkpoint import save_model
+
+        snapshot = LongposLM(model.config)
+        snapshot.load_state_dict(state)
+        save_model(snapshot, folder)
+        return
+    model.save_pretrained(str(folder), state_dict=state)
+    if source is not None:
+        for name in TOKENIZER_FILES:
+            if (Path(source) / name).is_file():
+                shutil.copy2(Path(source) / name, Path(folder) / name)
+
+
+def load_state(model: torch.nn.Module, folder: Path) -> dict[str, Any]:
+    """The full state saved in ``folder`` by :func:`save`, checked against ``model``."""
+    if is_native(model):
+        from longpos.checkpoint import load_model
+
+        loaded = load_model(folder)
+        if loaded.config != model.config:
+            raise ValueError(
+                f"{folder} was written for another model config; use another --out "
+                "or delete the checkpoint to start over"
+            )
+        return loaded.state_dict()
+    from longpos.hf import load_hf_model
+
+    return load_hf_model(str(folder)).state_dict()
