@@ -235,3 +235,18 @@ def test_bf16_repo_runs_and_keeps_dtypes():
     with record_positions(model) as rec:
         logits(model, ids)
     assert rec.by_layer[2].dtype == torch.float32
+
+
+def test_gradient_checkpointing_gives_the_same_repo_gradients():
+    ids = token_ids(batch=2, length=12)
+    grads = []
+    for checkpointing in (False, True):
+        model = apply_longpos(tiny_model("qwen3"), "repo").train()
+        spread_repo(model, std=0.2)
+        if checkpointing:
+            model.gradient_checkpointing_enable()
+        model(input_ids=ids, labels=ids, use_cache=False).loss.backward()
+        grads.append({n: p.grad.clone() for n, p in repo_parameters(model)})
+    assert grads[0].keys() == grads[1].keys()
+    for name in grads[0]:
+        torch.testing.assert_close(grads[1][name], grads[0][name], atol=1e-6, rtol=1e-5)
