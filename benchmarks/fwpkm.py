@@ -1,20 +1,22 @@
-"""FwPKM cost: training throughput with and without memory layers, and streaming memory.
+"""FwPKM cost in the reference model: training throughput and streaming-inference memory.
 
-Part 1 builds one small decoder (token embedding, pre-norm blocks of causal SDPA attention and
-a GELU MLP, tied output) three times with identical backbone weights: without memory, with an
-FwPKM sub-block before the mixer of layer 1, and with FwPKM at layer 1 plus a static PKM
-replacing layer 2's MLP (the paper's layouts, scaled down per spec/fwpkm.md §4.3). Training
-steps (forward + cross-entropy + backward) alternate between the models so machine noise hits
-all alike; it prints medians of tokens/s and the median per-round ratio to the baseline.
+Part 1 builds ``longpos.model.LongposLM`` (the ``tiny`` preset shape unless overridden) three
+times with the same seed: without memory, with an FwPKM sub-block before the attention of
+layer 1, and with FwPKM at layer 1 plus a static PKM replacing layer 2's MLP (the paper's two
+layouts scaled down, spec/fwpkm.md §2.7 and §4.3). Training steps (forward, cross-entropy,
+backward, AdamW step) alternate between the models in every round, in rotating order, so
+machine noise hits all alike; it prints the median step time, tokens/s and the median of the
+per-round throughput ratios to the model without memory (the paper reports about 0.35).
 
-Part 2 streams one FwPKM layer over 1x, 4x and 16x the training length in pieces of
-``--piece`` tokens without gradients (inference) and reports the peak memory: on CUDA
-``torch.cuda.max_memory_allocated``; on CPU the peak resident set size of a fresh child
-process per length (``ru_maxrss``), next to the exact size of the fast-weight state. The memory
-must not grow with the stream length.
+Part 2 streams each model (without / with FwPKM) through its KV cache over 1x, 4x and 16x the
+training length, in pieces of ``--piece`` tokens, without gradients, in a fresh child process
+per (model, length), and reports the peak memory: the peak resident set size (CPU,
+``ru_maxrss``) or ``torch.cuda.max_memory_allocated`` (CUDA), next to the exact bytes of the
+KV cache and of the FwPKM states at the end. The KV cache grows with the length (full
+attention); the FwPKM state must not, so "with FwPKM minus without" should stay flat.
 
-    python benchmarks/fwpkm.py                         # CPU, T=512, batch 8
-    python benchmarks/fwpkm.py --device cuda --batch 16 --rounds 10
+    python benchmarks/fwpkm.py                                  # CPU: T=512, batch 8
+    python benchmarks/fwpkm.py --device cuda --batch 16 --rounds 20
 """
 
 from __future__ import annotations
@@ -23,138 +25,181 @@ import argparse
 import json
 import math
 import multiprocessing as mp
+import os
+import platform
 import resource
 import statistics
 import time
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from longpos.memory import FwPKMConfig, FwPKMLayer, FwPKMState, PKMConfig, StaticPKM
+from longpos.config import preset
+from longpos.model import KVCache, LongposLM
 
-# ------------------------------------------------------------------------------ tiny model
-
-
-class Block(nn.Module):
-    def __init__(self, d: int, heads: int, fwpkm: FwPKMConfig | None, pkm: PKMConfig | None):
-        super().__init__()
-        self.heads = heads
-        self.n1, self.n2 = nn.RMSNorm(d), nn.RMSNorm(d)
-        self.qkv = nn.Linear(d, 3 * d, bias=False)
-        self.proj = nn.Linear(d, d, bias=False)
-        self.mlp: nn.Module = (
-            StaticPKM(pkm)
-            if pkm is not None
-            else nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d))
-        )
-        self.mem = FwPKMLayer(fwpkm) if fwpkm is not None else None
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.mem is not None:  # FwPKM: its own residual sub-block before the mixer
-            y, _ = self.mem(x)
-            x = x + y
-        B, T, D = x.shape
-        q, k, v = self.qkv(self.n1(x)).view(B, T, 3, self.heads, D // self.heads).unbind(2)
-        q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # (B, H, T, D/H)
-        a = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, H, T, D/H)
-        x = x + self.proj(a.transpose(1, 2).reshape(B, T, D))
-        return x + self.mlp(self.n2(x))
+FWPKM = dict(d_k=64, d_v=64, sqrt_n=64, heads=1, topk=8)  # spec §4.3 CPU scale (+ chunk)
+PKM = dict(d_k=64, sqrt_n=64, heads=4, topk=16)
+VARIANTS = ("none", "fwpkm", "fwpkm+pkm")
 
 
-class TinyLM(nn.Module):
-    def __init__(self, vocab: int, d: int, layers: int, heads: int, memory: str):
-        super().__init__()
-        fw = FwPKMConfig(d_model=d, d_k=64, d_v=64, sqrt_n=64, heads=1, topk=8, chunk=64)
-        pk = PKMConfig(d_model=d, d_k=64, sqrt_n=64, heads=4, topk=16)
-        self.emb = nn.Embedding(vocab, d)
-        self.blocks = nn.ModuleList(
-            Block(
-                d,
-                heads,
-                fw if memory != "none" and i == 1 else None,
-                pk if memory == "fwpkm+pkm" and i == 2 else None,
-            )
-            for i in range(layers)
-        )
-        self.norm = nn.RMSNorm(d)
-
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        x = self.emb(ids)
-        for b in self.blocks:
-            x = b(x)
-        return self.norm(x) @ self.emb.weight.T  # (B, T, vocab)
+def memory_options(variant: str, chunk: int) -> dict[str, Any]:
+    fw = dict(FWPKM, chunk=chunk)
+    if variant == "none":
+        return {}
+    if variant == "fwpkm":
+        return dict(kind="fwpkm", layers="1", fwpkm=fw)
+    return dict(kind="fwpkm+pkm", layers="1", pkm_layers="2", fwpkm=fw, pkm=PKM)
 
 
-def train_step(model: TinyLM, ids: torch.Tensor, device: str) -> float:
-    if device == "cuda":
+def build(variant: str, args: argparse.Namespace) -> LongposLM:
+    overrides: dict[str, Any] = dict(max_seq_len=args.seq_len, d_model=args.d_model)
+    overrides["n_layers"] = args.layers
+    mem = memory_options(variant, args.chunk)
+    if mem:
+        overrides["memory"] = mem
+    cfg = preset(args.preset, **overrides)
+    return LongposLM(cfg, torch.Generator().manual_seed(0))
+
+
+# ------------------------------------------------------------------------------ training
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
         torch.cuda.synchronize()
+
+
+def train_step(model: LongposLM, opt: torch.optim.Optimizer, ids: torch.Tensor, dev: str) -> float:
+    sync(dev)
     t0 = time.perf_counter()
-    logits = model(ids[:, :-1])
-    loss = F.cross_entropy(logits.flatten(0, 1), ids[:, 1:].flatten())
+    logits = model(ids[:, :-1]).logits
+    loss = F.cross_entropy(logits.flatten(0, 1).float(), ids[:, 1:].flatten())
     loss.backward()
-    model.zero_grad(set_to_none=True)
-    if device == "cuda":
-        torch.cuda.synchronize()
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    sync(dev)
     return time.perf_counter() - t0
+
+
+def bench_training(args: argparse.Namespace) -> dict[str, Any]:
+    dev = args.device
+    models = {v: build(v, args).to(dev).train() for v in VARIANTS}
+    opts = {v: torch.optim.AdamW(m.parameters(), lr=1e-4) for v, m in models.items()}
+    vocab = models["none"].config.vocab_size
+    gen = torch.Generator().manual_seed(1)
+    ids = torch.randint(0, vocab, (args.batch, args.seq_len + 1), generator=gen).to(dev)
+    times: dict[str, list[float]] = {v: [] for v in VARIANTS}
+    for r in range(args.warmup + args.rounds):
+        order = VARIANTS[r % 3 :] + VARIANTS[: r % 3]
+        for v in order:
+            t = train_step(models[v], opts[v], ids, dev)
+            if r >= args.warmup:
+                times[v].append(t)
+    tok = args.batch * args.seq_len
+    print(
+        f"training: {dev}, batch {args.batch} x T {args.seq_len}, {args.rounds} rounds "
+        f"(+{args.warmup} warm-up), FwPKM chunk {args.chunk}"
+    )
+    print(f"{'model':<12}{'params':>10}{'median s/step':>15}{'tokens/s':>11}{'ratio vs none':>15}")
+    out = {}
+    for v in VARIANTS:
+        med = statistics.median(times[v])
+        ratios = [a / b for a, b in zip(times["none"], times[v], strict=True)]
+        ratio = statistics.median(ratios)
+        n_par = models[v].num_parameters()
+        out[v] = dict(median_s=med, tokens_per_s=tok / med, throughput_ratio=ratio, params=n_par)
+        out[v]["ratio_min_max"] = [min(ratios), max(ratios)]
+        print(f"{v:<12}{n_par:>10}{med:>15.4f}{tok / med:>11.0f}{ratio:>15.3f}")
+    return out
 
 
 # ------------------------------------------------------------------------------ streaming
 
 
-def state_bytes(state: FwPKMState) -> int:
-    return sum(
-        t.numel() * t.element_size()
-        for t in (state.keys, state.values, state.pend_q, state.pend_v, state.pend_g)
-    )
+def cache_bytes(cache: KVCache) -> tuple[int, int]:
+    """(KV bytes, FwPKM state bytes) held by the cache."""
+    kv = sum(t.numel() * t.element_size() for t in cache.keys + cache.values if t is not None)
+    mem = 0
+    for s in cache.memory:
+        if s is not None:
+            for t in (s.keys, s.values, s.pend_q, s.pend_v, s.pend_g, s.access_counts):
+                mem += t.numel() * t.element_size()
+    return kv, mem
 
 
-def stream(n_tokens: int, piece: int, d: int, device: str) -> dict[str, float]:
-    """Stream one FwPKM layer over ``n_tokens`` in pieces; return memory and speed."""
-    torch.manual_seed(0)  # benchmark script, not library code
-    cfg = FwPKMConfig(d_model=d, d_k=64, d_v=64, sqrt_n=64, heads=1, topk=8, chunk=64)
-    layer = FwPKMLayer(cfg).to(device).eval()
-    state = layer.init_state(1, device)
-    if device == "cuda":
+def stream(variant: str, n_tokens: int, args: argparse.Namespace) -> dict[str, float]:
+    dev = args.device
+    model = build(variant, args).to(dev).eval()
+    vocab = model.config.vocab_size
+    gen = torch.Generator().manual_seed(2)
+    cache = model.new_cache()
+    if dev.startswith("cuda"):
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
+    base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     t0 = time.perf_counter()
-    max_state = 0
     with torch.no_grad():
-        for _ in range(math.ceil(n_tokens / piece)):
-            x = torch.randn(1, piece, d, device=device)
-            _, state = layer(x, state)
-            max_state = max(max_state, state_bytes(state))
-    if device == "cuda":
-        torch.cuda.synchronize()
+        for _ in range(math.ceil(n_tokens / args.piece)):
+            x = torch.randint(0, vocab, (1, args.piece), generator=gen).to(dev)
+            model(x, cache=cache)
+    sync(dev)
     dt = time.perf_counter() - t0
-    out = {
-        "tokens": float(n_tokens),
-        "tokens_per_s": n_tokens / dt,
-        "state_mib": max_state / 2**20,
-        "writes": float(state.n_writes),
-    }
-    if device == "cuda":
+    kv, mem = cache_bytes(cache)
+    out = dict(tokens=float(cache.length), tokens_per_s=cache.length / dt)
+    out.update(kv_mib=kv / 2**20, fwpkm_state_mib=mem / 2**20, rss_before_mib=base_rss)
+    if dev.startswith("cuda"):
         out["peak_mib"] = torch.cuda.max_memory_allocated() / 2**20
     else:  # ru_maxrss is KiB on Linux
         out["peak_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    writes = [s.n_writes for s in cache.memory if s is not None]
+    out["writes"] = float(writes[0]) if writes else 0.0
     return out
 
 
-def _child(args: tuple[int, int, int, str], queue: mp.Queue) -> None:
-    queue.put(stream(*args))
+def _child(variant: str, n: int, args: argparse.Namespace, queue: mp.Queue) -> None:
+    torch.set_num_threads(args.threads)
+    queue.put(stream(variant, n, args))
 
 
-def stream_isolated(n_tokens: int, piece: int, d: int, device: str) -> dict[str, float]:
-    if device == "cuda":
-        return stream(n_tokens, piece, d, device)
+def stream_isolated(variant: str, n: int, args: argparse.Namespace) -> dict[str, float]:
+    if args.device.startswith("cuda"):
+        return stream(variant, n, args)
     ctx = mp.get_context("spawn")
     queue: mp.Queue = ctx.Queue()
-    proc = ctx.Process(target=_child, args=((n_tokens, piece, d, device), queue))
+    proc = ctx.Process(target=_child, args=(variant, n, args, queue))
     proc.start()
     res = queue.get()
     proc.join()
     return res
+
+
+def bench_streaming(args: argparse.Namespace) -> list[dict[str, float]]:
+    print(f"\nstreaming inference through the KV cache, batch 1, pieces of {args.piece} tokens")
+    head = f"{'model':<8}{'length':>8}{'x train':>8}{'peak MiB':>10}{'KV MiB':>9}"
+    print(head + f"{'FwPKM MiB':>11}{'writes':>8}{'tokens/s':>10}")
+    rows = []
+    for mult in (1, 4, 16):
+        for variant in ("none", "fwpkm"):
+            r = stream_isolated(variant, mult * args.seq_len, args)
+            r.update(x_train=float(mult))
+            r["model"] = variant  # type: ignore[assignment]
+            rows.append(r)
+            print(
+                f"{variant:<8}{int(r['tokens']):>8}{mult:>8}{r['peak_mib']:>10.1f}"
+                f"{r['kv_mib']:>9.2f}{r['fwpkm_state_mib']:>11.2f}{int(r['writes']):>8}"
+                f"{r['tokens_per_s']:>10.0f}"
+            )
+    peak = {(r["model"], r["x_train"]): r["peak_mib"] for r in rows}
+    diffs = [peak[("fwpkm", m)] - peak[("none", m)] for m in (1.0, 4.0, 16.0)]
+    print(
+        "peak(with FwPKM) - peak(without) at 1x / 4x / 16x: "
+        + " / ".join(f"{d:.1f}" for d in diffs)
+        + " MiB"
+    )
+    for v in ("none", "fwpkm"):
+        print(f"peak 16x / 1x, {v}: {peak[(v, 16.0)] / peak[(v, 1.0)]:.3f}")
+    return rows
 
 
 # ------------------------------------------------------------------------------ main
@@ -162,59 +207,31 @@ def stream_isolated(n_tokens: int, piece: int, d: int, device: str) -> dict[str,
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--preset", default="tiny")
     p.add_argument("--seq-len", type=int, default=512)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--d-model", type=int, default=128)
     p.add_argument("--layers", type=int, default=4)
-    p.add_argument("--rounds", type=int, default=6)
-    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--chunk", type=int, default=64, help="FwPKM write chunk C")
+    p.add_argument("--rounds", type=int, default=10)
+    p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--piece", type=int, default=16, help="tokens per streaming call")
+    p.add_argument("--threads", type=int, default=torch.get_num_threads())
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--skip-train", action="store_true")
+    p.add_argument("--skip-stream", action="store_true")
     p.add_argument("--json", default=None, help="also write the measurements here")
     args = p.parse_args()
-    dev = args.device
-    results: dict[str, object] = {"args": vars(args)}
-
+    torch.set_num_threads(args.threads)
+    print(
+        f"torch {torch.__version__}, {platform.machine()}, {os.cpu_count()} CPUs visible, "
+        f"{torch.get_num_threads()} threads"
+    )
+    results: dict[str, Any] = {"args": vars(args), "torch": torch.__version__}
     if not args.skip_train:
-        variants = ["none", "fwpkm", "fwpkm+pkm"]
-        models = {}
-        for v in variants:
-            torch.manual_seed(0)  # identical backbone init across variants (script only)
-            models[v] = TinyLM(512, args.d_model, args.layers, 4, v).to(dev)
-        gen = torch.Generator().manual_seed(1)
-        ids = torch.randint(0, 512, (args.batch, args.seq_len + 1), generator=gen).to(dev)
-        times: dict[str, list[float]] = {v: [] for v in variants}
-        for r in range(args.warmup + args.rounds):
-            order = variants if r % 2 == 0 else variants[::-1]
-            for v in order:
-                t = train_step(models[v], ids, dev)
-                if r >= args.warmup:
-                    times[v].append(t)
-        tok = args.batch * args.seq_len
-        print(f"training, {dev}, batch {args.batch} x T {args.seq_len}, {args.rounds} rounds")
-        print(f"{'model':<12}{'median s/step':>15}{'tokens/s':>12}{'ratio vs none':>15}")
-        train_res = {}
-        for v in variants:
-            med = statistics.median(times[v])
-            ratio = statistics.median([a / b for a, b in zip(times["none"], times[v], strict=True)])
-            train_res[v] = {"median_s": med, "tokens_per_s": tok / med, "throughput_ratio": ratio}
-            print(f"{v:<12}{med:>15.4f}{tok / med:>12.0f}{ratio:>15.3f}")
-        results["train"] = train_res
-
-    print(f"\nstreaming inference, one FwPKM layer, pieces of {args.piece} tokens")
-    print(f"{'length':>8}{'x train':>9}{'peak MiB':>10}{'state MiB':>11}{'tokens/s':>10}")
-    stream_res = []
-    for mult in (1, 4, 16):
-        r = stream_isolated(mult * args.seq_len, args.piece, args.d_model, dev)
-        r["x_train"] = float(mult)
-        stream_res.append(r)
-        print(
-            f"{int(r['tokens']):>8}{mult:>9}{r['peak_mib']:>10.1f}{r['state_mib']:>11.2f}"
-            f"{r['tokens_per_s']:>10.0f}"
-        )
-    results["stream"] = stream_res
-    print(f"peak memory ratio 16x/1x: {stream_res[2]['peak_mib'] / stream_res[0]['peak_mib']:.3f}")
+        results["train"] = bench_training(args)
+    if not args.skip_stream:
+        results["stream"] = bench_streaming(args)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)
