@@ -244,7 +244,7 @@ def test_gradient_checkpointing_gives_the_same_repo_gradients():
         model = apply_longpos(tiny_model("qwen3"), "repo").train()
         spread_repo(model, std=0.2)
         if checkpointing:
-            model.gradient_checkpointing_enable()
+            model.activation_checkpointing_enable()
         model(input_ids=ids, labels=ids, use_cache=False).loss.backward()
         grads.append({n: p.grad.clone() for n, p in repo_parameters(model)})
     assert grads[0].keys() == grads[1].keys()

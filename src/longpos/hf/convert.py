@@ -100,14 +100,6 @@ def apply_longpos(
     if drope_qk_norm is None:
         drope_qk_norm = getattr(config, "longpos_qk_norm", None)  # keep existing norms
     repo_cfg = repo if repo is not None else RePoConfig(**_stored_repo(config))
-    if getattr(config, "_attn_implementation", None) not in (None, "eager", "sdpa") and not str(
-        config._attn_implementation
-    ).startswith(("flash", "flex", "paged", "kernels")):
-        warnings.warn(
-            f"attention implementation {config._attn_implementation!r} is untested with longpos",
-            stacklevel=2,
-        )
-
     if rope is not None:
         set_rope(model, rope)
     _to_longpos_types(model, family)
