@@ -116,3 +116,23 @@ def test_positions_are_padding_invariant_for_repo():
     pad, _ = assigned_positions(model, padded, attention_mask=mask)
     # First layer's z depends only on the token itself.
     torch.testing.assert_close(pad[0][..., 2:], alone[0], atol=1e-5, rtol=1e-5)
+
+
+def test_folder_tokenizer_is_loaded_offline(tmp_path):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    from longpos.hf import local_tokenizer
+
+    words = ["<unk>", "<eos>", "the", "key", "is", "red", "blue"]
+    core = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok = PreTrainedTokenizerFast(tokenizer_object=core, unk_token="<unk>", eos_token="<eos>")
+    model = apply_longpos(tiny_model("llama"), "repo")
+    model.save_pretrained(tmp_path)
+    assert local_tokenizer(tmp_path) is None
+    tok.save_pretrained(tmp_path)
+    assert local_tokenizer(tmp_path).encode("the key is red") == [2, 3, 4, 5]
+    adapter = load_eval_model(tmp_path)
+    assert adapter.tokenizer.encode("the key is blue") == [2, 3, 4, 6]
+    assert len(adapter.generate_ids([2, 3, 4], 3)) <= 3

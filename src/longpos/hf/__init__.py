@@ -45,6 +45,7 @@ Loading and evaluation
                     max_length=None, temperature_c=None, train_length=None)
     greedy_generate(model, prompt_ids, max_new_tokens, *, eos_ids=(),
                     use_cache=True) -> list[int]
+    local_tokenizer(folder) -> tokenizer | None     the folder's own tokenizer
 
 Positions (visualisation)
     with record_positions(model) as rec: model(ids)   rec.by_layer: {layer: (B,H_kv,T)}
@@ -78,6 +79,7 @@ from longpos.hf.loading import (
     greedy_generate,
     load_eval_model,
     load_hf_model,
+    local_tokenizer,
 )
 from longpos.hf.modeling import CONFIG_CLASSES, MODEL_CLASSES, register_auto_classes
 from longpos.hf.positions import PositionRecord, assigned_positions, record_positions
@@ -112,6 +114,7 @@ __all__ = [
     "layer_plan",
     "load_eval_model",
     "load_hf_model",
+    "local_tokenizer",
     "record_positions",
     "register_auto_classes",
     "repo_parameters",

@@ -197,7 +197,7 @@ def load_eval_model(
     ``temperature_c`` + ``train_length`` switch on DroPE's per-query temperature."""
     model = load_hf_model(path, dtype=dtype, device=device)
     if tokenizer is None:
-        tokenizer = _local_tokenizer(Path(path))
+        tokenizer = local_tokenizer(path)
     if temperature_c is not None:
         if train_length is None:
             raise ValueError("temperature_c needs train_length (the training context length)")
@@ -205,10 +205,16 @@ def load_eval_model(
     return HFEvalModel(model, tokenizer, max_length=max_length)
 
 
-def _local_tokenizer(folder: Path) -> Any:
+def local_tokenizer(folder: str | os.PathLike[str]) -> Any:
+    """The tokenizer saved in a local model folder (``AutoTokenizer``, local files only),
+    or None when the folder has no tokenizer files."""
+    folder = Path(folder)
     names = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json", "vocab.json")
     if not any((folder / n).is_file() for n in names):
         return None
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+
+
+_local_tokenizer = local_tokenizer  # kept for callers of the first private name
