@@ -102,3 +102,14 @@ def test_from_pretrained_on_converted_type_without_weights_initialises_repo(tmp_
     weight = loaded.model.layers[1].self_attn.position_assigner.assign.weight
     assert torch.isfinite(weight).all()
     assert 0 < weight.std() < 0.05 and weight.abs().max() <= 0.06 + 1e-6  # paper init
+
+
+def test_tied_embeddings_survive_conversion_and_reload(tmp_path):
+    model = apply_longpos(tiny_model("qwen2", tie_word_embeddings=True), "repo")
+    spread_repo(model)
+    assert model.lm_head.weight is model.model.embed_tokens.weight
+    model.save_pretrained(tmp_path)
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path)
+    assert loaded.lm_head.weight is loaded.model.embed_tokens.weight
+    ids = token_ids()
+    assert torch.equal(logits(loaded, ids), logits(model, ids))
