@@ -1,0 +1,324 @@
+"""FwPKM quality at tiny scale: token-level NIAH at L, 4L, 16L with 1, 2, 3 reading passes.
+
+Trains two ``LongposLM`` models with the same backbone, data, steps and seed, one with an FwPKM
+sub-block before the attention of one middle layer, one without memory, on the suite's
+token-level ``niah_multikey_1`` (4 key-value needles in a repeated-sentence haystack, one
+symbol per key and per value) with dense supervision (every key is asked at the end of each
+training sequence, plus 0.5 x next-token loss), at length L. The FwPKM model is trained with
+the paper's pSWA (each step, with probability ``--pswa``, every attention layer is a sliding
+window of ``chunk`` tokens, so attention alone cannot reach most needles); the model without
+memory is trained with plain full attention (the usual recipe). Evaluation always uses full
+attention.
+
+Each model answers the same held-out samples (one question; exact match of the value symbol)
+at L, 4L and 16L; the FwPKM model with 1, 2 and 3 reading passes (``generate(...,
+read_passes=n)``: n - 1 passes over the prompt that each end with one memory write, then the
+real pass with writes every ``chunk`` tokens). Chance: a uniformly guessed value symbol scores
+1 / (number of value symbols); copying the value of a random needle scores 1 / num_keys.
+
+Each run trains in its own process with one thread (two workers use both cores of the machine).
+Writes a Markdown table (``--out``) and the raw numbers (``--out`` with ``.json``).
+
+    python benchmarks/fwpkm_quality.py                 # the committed run (about 15 CPU minutes)
+    python benchmarks/fwpkm_quality.py --steps 200 --samples 20 --out /tmp/q.md   # smoke
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import multiprocessing as mp
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+TASK = "niah_multikey_1"
+OPTIONS: dict[str, Any] = dict(
+    num_symbols=32, key_len=1, value_len=1, num_keys=4, noise="repeat", haystack="repeat"
+)
+
+
+def model_config(args: argparse.Namespace, memory: bool) -> Any:
+    from longpos.config import ModelConfig
+    from longpos.tasks.symbolic import vocab_for
+
+    mem: dict[str, Any] = {}
+    if memory:
+        fw = dict(d_k=args.d_k, d_v=args.d_v, sqrt_n=args.sqrt_n, topk=args.topk, chunk=args.chunk)
+        mem = dict(kind="fwpkm", layers=args.fwpkm_layers, fwpkm=fw, pswa_prob=args.pswa)
+    return ModelConfig(
+        vocab_size=vocab_for(TASK, **OPTIONS).vocab_size,
+        d_model=args.d_model,
+        n_layers=args.layers,
+        n_heads=args.heads,
+        max_seq_len=args.length,
+        memory=mem,
+    )
+
+
+def evaluate(model: Any, args: argparse.Namespace, passes: list[int]) -> list[dict[str, Any]]:
+    """Accuracy per (length, passes) on the same seeded samples, plus the FwPKM gate mean."""
+    from longpos.tasks.base import generate_sample
+    from longpos.tasks.metrics import score_sample
+
+    model.eval()
+    gates: list[torch.Tensor] = []
+    hooks = [
+        block.fwpkm.g_proj.register_forward_hook(lambda m, i, o: gates.append(torch.sigmoid(o)))
+        for block in model.blocks
+        if block.fwpkm is not None
+    ]
+    rows = []
+    for mult in args.mults:
+        length = mult * args.length
+        samples = [
+            generate_sample(TASK, length, seed=10_000 + i, **OPTIONS) for i in range(args.samples)
+        ]
+        prompts = torch.tensor([s.prompt_ids for s in samples])  # (S, T): equal lengths
+        dist = [len(s.prompt_ids) - next(n.token_start for n in s.needles if n.role == "value")
+                for s in samples]  # fmt: skip
+        for n in passes:
+            gates.clear()
+            scores = []
+            t0 = time.perf_counter()
+            for b in range(0, len(samples), args.eval_batch):
+                out = model.generate(
+                    prompts[b : b + args.eval_batch],
+                    samples[0].tokens_to_generate,
+                    read_passes=n,
+                )
+                new = out[:, prompts.shape[1] :]
+                scores += [score_sample(s, new[j].tolist()) for j, s in
+                           enumerate(samples[b : b + args.eval_batch])]  # fmt: skip
+            far = [sc for sc, d in zip(scores, dist, strict=True) if d > args.length]
+            row = dict(
+                length=length,
+                x_train=mult,
+                passes=n,
+                accuracy=statistics.fmean(scores),
+                n=len(scores),
+                far_accuracy=statistics.fmean(far) if far else None,
+                n_far=len(far),
+                seconds=time.perf_counter() - t0,
+            )
+            if gates:
+                row["gate_mean"] = float(torch.cat([g.flatten() for g in gates]).mean())
+            rows.append(row)
+    for h in hooks:
+        h.remove()
+    return rows
+
+
+def run_job(job: dict[str, Any]) -> dict[str, Any]:
+    torch.set_num_threads(1)
+    from longpos.model import LongposLM
+    from longpos.train import DataConfig, OptimConfig, TrainConfig, train
+
+    args = argparse.Namespace(**job["args"])
+    memory = job["variant"] == "fwpkm"
+    cfg = model_config(args, memory)
+    model = LongposLM(cfg, torch.Generator().manual_seed(job["seed"]))
+    tcfg = TrainConfig(
+        steps=args.steps,
+        batch_size=args.batch,
+        seq_len=args.length,
+        seed=job["seed"],
+        log_every=50,
+        eval_batches=2,
+        progress=False,
+        device="cpu",
+        optim=OptimConfig(lr=args.lr, warmup_steps=max(1, args.steps // 20)),
+        data=DataConfig(kind="task", tasks=TASK, options=json.dumps(OPTIONS)),
+    )
+    t0 = time.perf_counter()
+    result = train(model, tcfg, job["out"])
+    train_s = time.perf_counter() - t0
+    metrics = [json.loads(x) for x in (Path(job["out"]) / "metrics.jsonl").read_text().splitlines()]
+    curve = [(m["step"], m.get("answer_acc")) for m in metrics if "answer_acc" in m]
+    t0 = time.perf_counter()
+    rows = evaluate(model, args, args.passes if memory else [1])
+    return dict(
+        variant=job["variant"],
+        seed=job["seed"],
+        params=model.num_parameters(),
+        train_seconds=train_s,
+        eval_seconds=time.perf_counter() - t0,
+        tokens=args.steps * args.batch * args.length,
+        final_train=result["last"],
+        final_eval=result["eval"],
+        curve=curve,
+        rows=rows,
+    )
+
+
+# ------------------------------------------------------------------------------ report
+
+
+def cell(rows: list[dict[str, Any]], mult: int, passes: int, key: str = "accuracy") -> str:
+    vals = [r[key] for r in rows if r["x_train"] == mult and r["passes"] == passes]
+    vals = [v for v in vals if v is not None]
+    if not vals:
+        return "-"
+    text = f"{100 * statistics.fmean(vals):.1f}"
+    if len(vals) > 1:
+        text += f" ({', '.join(f'{100 * v:.0f}' for v in vals)})"
+    return text
+
+
+def report(results: list[dict[str, Any]], args: argparse.Namespace, command: str) -> str:
+    n_values = OPTIONS["num_symbols"] - OPTIONS["num_symbols"] // 2
+    by = {v: [r for r in results if r["variant"] == v] for v in ("none", "fwpkm")}
+    head = "| model | passes | " + " | ".join(f"{m}L = {m * args.length}" for m in args.mults)
+    sep = "|---|---|" + "---|" * len(args.mults)
+    lines = [
+        "# FwPKM quality at tiny scale (token-level NIAH)",
+        "",
+        f"Command: `{command}`",
+        "",
+        f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores (shared), torch "
+        f"{torch.__version__}, one thread per run, {args.workers} runs in parallel.",
+        "",
+        "## Setup",
+        "",
+        f"- Task: `{TASK}` of the suite, token level, options `{json.dumps(OPTIONS)}`: 4 "
+        "key-value needles (one symbol each) in a repeated random sentence. Training "
+        "sequences ask every key at the end (dense supervision, answer loss + 0.5 x "
+        "next-token loss); evaluation samples ask one key, exact match of the value.",
+        f"- Model: `LongposLM`, d_model {args.d_model}, {args.layers} layers, {args.heads} "
+        f"heads, RoPE, L = {args.length}.",
+        f"- FwPKM: before the attention of layer(s) {args.fwpkm_layers}; sqrt_n {args.sqrt_n} "
+        f"(N = {args.sqrt_n**2}), d_k {args.d_k}, d_v {args.d_v}, top-k {args.topk}, 1 head, "
+        f"chunk {args.chunk}; trained with pSWA p = {args.pswa} (window = chunk); "
+        "the model without memory trains with full attention.",
+        f"- Training: {args.steps} steps x batch {args.batch} x {args.length} tokens = "
+        f"{args.steps * args.batch * args.length:,} tokens per run; AdamW lr {args.lr}, "
+        "5% warm-up, cosine; seeds "
+        f"{', '.join(str(s) for s in args.seeds)} (model init and data stream).",
+        f"- Evaluation: {args.samples} samples per length (seeds 10000..), greedy; full "
+        "attention; FwPKM writes every chunk while reading the prompt.",
+        f"- Chance: guessing one of the {n_values} value symbols = "
+        f"{100 / n_values:.1f}%; copying the value of a random needle = "
+        f"{100 / OPTIONS['num_keys']:.1f}%.",
+        "",
+        "## Accuracy (%)",
+        "",
+        "Mean over seeds (per-seed values in parentheses when several).",
+        "",
+        head + " |",
+        sep,
+    ]
+    for n in args.passes if by["fwpkm"] else []:
+        cells = [cell([x for r in by["fwpkm"] for x in r["rows"]], m, n) for m in args.mults]
+        lines.append(f"| FwPKM | {n} | " + " | ".join(cells) + " |")
+    if by["none"]:
+        cells = [cell([x for r in by["none"] for x in r["rows"]], m, 1) for m in args.mults]
+        lines.append("| no memory | 1 | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        f"Needles farther than L = {args.length} tokens from the question only "
+        "(accuracy %, number of such samples in the first run):",
+        "",
+        head + " |",
+        sep,
+    ]
+    for variant, label, passes in (("fwpkm", "FwPKM", args.passes), ("none", "no memory", [1])):
+        runs = by[variant]
+        if not runs:
+            continue
+        flat = [x for r in runs for x in r["rows"]]
+        for n in passes:
+            cells = []
+            for m in args.mults:
+                n_far = next(x["n_far"] for x in runs[0]["rows"] if x["x_train"] == m)
+                cells.append(f"{cell(flat, m, n, 'far_accuracy')} (n={n_far})")
+            lines.append(f"| {label} | {n} | " + " | ".join(cells) + " |")
+    lines += ["", "## Runs", ""]
+    lines.append(
+        "| model | seed | params | train s | eval s | final train answer acc | "
+        "held-out answer acc at L | FwPKM gate mean at L (1 pass) |"
+    )
+    lines.append("|---|---|---|---|---|---|---|---|")
+    for r in results:
+        gate = next(
+            (x.get("gate_mean") for x in r["rows"] if x["x_train"] == 1 and x["passes"] == 1),
+            None,
+        )
+        lines.append(
+            f"| {r['variant']} | {r['seed']} | {r['params']:,} | {r['train_seconds']:.0f} | "
+            f"{r['eval_seconds']:.0f} | {r['final_train'].get('answer_acc', float('nan')):.3f} | "
+            f"{r['final_eval'].get('eval_answer_acc', float('nan')):.3f} | "
+            f"{'-' if gate is None else f'{gate:.3f}'} |"
+        )
+    lines += ["", "Training answer accuracy (dense, at L) during training, per run:", ""]
+    for r in results:
+        pts = r["curve"][:: max(1, len(r["curve"]) // 8)] + r["curve"][-1:]
+        text = ", ".join(f"{s}: {a:.2f}" for s, a in pts if a is not None)
+        lines.append(f"- {r['variant']} seed {r['seed']}: {text}")
+    total = sum(r["train_seconds"] + r["eval_seconds"] for r in results)
+    lines += ["", f"Total CPU time of the runs: {total / 60:.1f} min.", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--length", type=int, default=64, help="training length L")
+    p.add_argument("--steps", type=int, default=3000)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--d-model", type=int, default=64)
+    p.add_argument("--layers", type=int, default=3)
+    p.add_argument("--heads", type=int, default=4)
+    p.add_argument("--fwpkm-layers", default="1")
+    p.add_argument("--sqrt-n", type=int, default=32)
+    p.add_argument("--d-k", type=int, default=32)
+    p.add_argument("--d-v", type=int, default=32)
+    p.add_argument("--topk", type=int, default=8)
+    p.add_argument("--chunk", type=int, default=None, help="FwPKM chunk (default L / 4)")
+    p.add_argument("--pswa", type=float, default=0.9, help="pSWA probability (FwPKM model)")
+    p.add_argument("--seeds", default="0")
+    p.add_argument("--samples", type=int, default=100)
+    p.add_argument("--eval-batch", type=int, default=25)
+    p.add_argument("--mults", default="1,4,16")
+    p.add_argument("--passes", default="1,2,3")
+    p.add_argument("--variants", default="fwpkm,none")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--out", default="benchmarks/results/fwpkm-quality.md")
+    args = p.parse_args()
+    command = " ".join(["python benchmarks/fwpkm_quality.py", *sys.argv[1:]])
+    args.chunk = args.chunk or max(1, args.length // 4)
+    args.seeds = [int(s) for s in str(args.seeds).split(",")]
+    args.mults = [int(m) for m in str(args.mults).split(",")]
+    args.passes = [int(n) for n in str(args.passes).split(",")]
+    variants = [v.strip() for v in args.variants.split(",")]
+    work = Path(tempfile.mkdtemp(prefix="fwpkm-quality-"))
+    jobs = [
+        dict(variant=v, seed=s, args=vars(args), out=str(work / f"{v}-s{s}"))
+        for s in args.seeds
+        for v in variants
+    ]
+    t0 = time.perf_counter()
+    with mp.get_context("spawn").Pool(min(args.workers, len(jobs))) as pool:
+        results = pool.map(run_job, jobs)
+    print(f"wall time {time.perf_counter() - t0:.0f} s; runs in {work}")
+    text = report(results, args, command.strip())
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    out.with_suffix(".json").write_text(
+        json.dumps({"args": vars(args), "results": results}, indent=2, default=str)
+    )
+    print(text)
+    if any(math.isnan(r["final_eval"].get("eval_lm_loss", 0.0)) for r in results):
+        raise SystemExit("a run diverged (NaN loss)")
+
+
+if __name__ == "__main__":
+    main()
