@@ -53,13 +53,12 @@ def test_hf_model_converts_trains_resumes_and_reloads(tmp_path):
 
 def test_hf_stopped_and_resumed_run_matches_uninterrupted_run(tmp_path):
     from longpos import hf
-    from longpos.hf.loading import _local_tokenizer
     from longpos.train import TrainConfig
     from longpos.train.data import TextSource
     from longpos.train.loop import Trainer
 
     tiny_llama_folder(tmp_path / "base")
-    source = TextSource(_local_tokenizer(tmp_path / "base"), seed=0)
+    source = TextSource(hf.local_tokenizer(tmp_path / "base"), seed=0)
     cfg = TrainConfig(steps=6, batch_size=2, seq_len=32, log_every=1, progress=False,
                       data=dict(kind="text"), optim=dict(lr=1e-3, warmup_steps=2))  # fmt: skip
 

@@ -83,11 +83,14 @@ def build_hf_model(args: TrainArgs) -> tuple[torch.nn.Module, list[str]]:
         raise ValueError("--hf-model and --init-from are exclusive: the HF folder is the start")
     if args.drope and args.hf_plan is not None:
         raise ValueError("--drope already sets every layer to NoPE: drop --hf-plan")
-    model = hf.load_hf_model(args.hf_model, plan=args.hf_plan)
+    model = hf.load_hf_model(args.hf_model)
+    had = {n for n, _ in hf.repo_parameters(model)}  # trained RePo weights already there
+    if args.hf_plan is not None:
+        hf.apply_longpos(model, args.hf_plan)
     if args.drope:
         qk = None if args.drope_qk_norm == "none" else args.drope_qk_norm
         hf.drop_positions(model, qk_norm=qk)
-    fresh = [n for n, _ in hf.repo_parameters(model)]
+    fresh = [n for n, _ in hf.repo_parameters(model) if n not in had]
     return model, fresh
 
 
@@ -95,7 +98,7 @@ def hf_text_source(args: TrainArgs):
     """Packed offline text in the HF model's own tokenizer."""
     from pathlib import Path
 
-    from longpos.hf.loading import _local_tokenizer
+    from longpos.hf import local_tokenizer
     from longpos.train.data import TextSource
 
     if args.train.data.kind != "text":
@@ -103,7 +106,7 @@ def hf_text_source(args: TrainArgs):
             "a Hugging Face model trains on text: pass --train.data.kind text (token-level "
             "tasks use the symbolic vocabulary of from-scratch models)"
         )
-    tokenizer = _local_tokenizer(Path(args.hf_model))
+    tokenizer = local_tokenizer(Path(args.hf_model))
     if tokenizer is None:
         raise ValueError(f"{args.hf_model} has no tokenizer files: save the tokenizer there")
     return TextSource(tokenizer, args.train.seed)
