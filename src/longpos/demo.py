@@ -59,6 +59,8 @@ class DemoPlan:
     n_heads: int = 4
     samples: int = 100
     drop_fraction: float = 0.875
+    length_multipliers: tuple[int, ...] = (1, 2, 4)
+    """Evaluation lengths as multiples of the training length."""
 
     @classmethod
     def quick(cls) -> DemoPlan:
@@ -152,7 +154,7 @@ def evaluate_run(folder: Path, plan: DemoPlan, seed: int) -> Any:
     from longpos.eval.runner import run_eval
 
     model = LongposEvalModel(load_model(folder / "model"))
-    lengths = [plan.length * m for m in (1, 2, 4)]
+    lengths = [plan.length * m for m in plan.length_multipliers]
     return run_eval(
         model, [TASK], lengths, plan.samples, folder / "eval", seed=10_000 + seed,
         task_options={TASK: TASK_OPTIONS}, progress=False,
@@ -249,7 +251,7 @@ def summarise(root: Path, methods: list[str], seeds: int, plan: DemoPlan) -> dic
     training length L of the question, or beyond it)."""
     summary: dict[str, Any] = {}
     table: dict[str, Any] = {}
-    lengths = [plan.length * m for m in (1, 2, 4)]
+    lengths = [plan.length * m for m in plan.length_multipliers]
     for method in methods:
         per_length: dict[str, Any] = {}
         for length in lengths:
@@ -313,7 +315,8 @@ def interpretation(summary: dict[str, Any], seeds: int) -> list[str]:
         f"At the training length L = {lengths[0]}, {best} answers {pct(acc[best][first]['accuracy'])}% "
         f"and {worst} {pct(acc[worst][first]['accuracy'])}% of questions (chance: "
         f"{pct(chance['uniform_value'])}% for a random value, {pct(chance['copy_any_needle'])}% "
-        f"for copying some needle's value); at 4L = {lengths[-1]} the best is {at_far[0]} with "
+        f"for copying some needle's value); at {lengths[-1] // lengths[0]}L = {lengths[-1]} the "
+        f"best is {at_far[0]} with "
         f"{pct(acc[at_far[0]][last]['accuracy'])}%."
     )
     # Are the top two methods separable?
