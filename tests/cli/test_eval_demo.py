@@ -63,6 +63,7 @@ def check_demo_folder(out, methods):
     report = (out / "report.md").read_text()
     assert "| method |" in report and all(f"| {m} |" in report for m in methods)
     assert (out / "accuracy_vs_length.png").read_bytes()[:4] == b"\x89PNG"
+    assert (out / "learning_curves.png").read_bytes()[:4] == b"\x89PNG"
     html = (out / "positions.html").read_text()
     assert "<html" in html.lower() and "http://" not in html and "https://" not in html
     for method in methods:
