@@ -57,26 +57,6 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
     return out.to(x.dtype)
 
 
-def expand_positions(positions: torch.Tensor, n_heads: int) -> torch.Tensor:
-    """Bring positions to a per-head broadcastable form for ``n_heads`` heads.
-
-    ``(B, T)`` -> ``(B, 1, T)`` (shared); ``(B, H_kv, T)`` -> ``(B, n_heads, T)`` by
-    repeating each key-value head's positions for its query group.
-    """
-    if positions.dim() == 2:
-        return positions[:, None, :]  # (B, 1, T)
-    if positions.dim() != 3:
-        raise ValueError(
-            f"positions must be (B, T) or (B, H_kv, T); got shape {tuple(positions.shape)}"
-        )
-    groups, rem = divmod(n_heads, positions.shape[1])
-    if rem:
-        raise ValueError(
-            f"positions have {positions.shape[1]} heads, which does not divide {n_heads} heads"
-        )
-    return positions.repeat_interleave(groups, dim=1) if groups > 1 else positions  # (B, H, T)
-
-
 class PositionEncoding(nn.Module):
     """Maps ``(q (B, H, T, D), k (B, H_kv, T, D), positions)`` to rotated ``(q, k)``."""
 
