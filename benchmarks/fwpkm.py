@@ -11,11 +11,11 @@ per-round throughput ratios to the model without memory (the paper reports about
 Part 2 streams each model (without / with FwPKM) through its KV cache over 1x, 4x and 16x the
 training length, in pieces of ``--piece`` tokens, without gradients, in a fresh child process
 per (model, length), and reports the peak memory: the peak resident set size (CPU,
-``ru_maxrss``) or ``torch.cuda.max_memory_allocated`` (CUDA), next to the exact bytes of the
+``VmHWM``) or ``torch.cuda.max_memory_allocated`` (CUDA), next to the exact bytes of the
 KV cache and of the FwPKM states at the end. The KV cache grows with the length (full
 attention); the FwPKM state must not, so "with FwPKM minus without" should stay flat.
 
-    python benchmarks/fwpkm.py                                  # CPU: T=512, batch 8
+    python benchmarks/fwpkm.py                                  # CPU: T=512, batch 8, 1 thread
     python benchmarks/fwpkm.py --device cuda --batch 16 --rounds 20
 """
 
@@ -128,6 +128,19 @@ def cache_bytes(cache: KVCache) -> tuple[int, int]:
     return kv, mem
 
 
+def peak_rss_mib() -> float:
+    """Peak resident set size of this process: ``VmHWM`` (reset by exec, unlike ``ru_maxrss``,
+    which a spawned child inherits from its parent on Linux)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
 def stream(variant: str, n_tokens: int, args: argparse.Namespace) -> dict[str, float]:
     dev = args.device
     model = build(variant, args).to(dev).eval()
@@ -137,7 +150,7 @@ def stream(variant: str, n_tokens: int, args: argparse.Namespace) -> dict[str, f
     if dev.startswith("cuda"):
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
-    base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    base_rss = peak_rss_mib()
     t0 = time.perf_counter()
     with torch.no_grad():
         for _ in range(math.ceil(n_tokens / args.piece)):
@@ -150,8 +163,8 @@ def stream(variant: str, n_tokens: int, args: argparse.Namespace) -> dict[str, f
     out.update(kv_mib=kv / 2**20, fwpkm_state_mib=mem / 2**20, rss_before_mib=base_rss)
     if dev.startswith("cuda"):
         out["peak_mib"] = torch.cuda.max_memory_allocated() / 2**20
-    else:  # ru_maxrss is KiB on Linux
-        out["peak_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    else:
+        out["peak_mib"] = peak_rss_mib()
     writes = [s.n_writes for s in cache.memory if s is not None]
     out["writes"] = float(writes[0]) if writes else 0.0
     return out
@@ -216,7 +229,12 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=10)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--piece", type=int, default=16, help="tokens per streaming call")
-    p.add_argument("--threads", type=int, default=torch.get_num_threads())
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (1: on a shared CPU, multi-threaded small ops stall under load)",
+    )
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--skip-train", action="store_true")
     p.add_argument("--skip-stream", action="store_true")

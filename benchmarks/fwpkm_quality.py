@@ -31,6 +31,7 @@ import math
 import multiprocessing as mp
 import os
 import platform
+import shutil
 import statistics
 import sys
 import tempfile
@@ -46,14 +47,23 @@ OPTIONS: dict[str, Any] = dict(
 )
 
 
-def model_config(args: argparse.Namespace, memory: bool) -> Any:
+VARIANTS = {
+    "fwpkm": "FwPKM (pSWA)",
+    "none": "no memory",
+    "none+pswa": "no memory (pSWA)",
+}
+
+
+def model_config(args: argparse.Namespace, variant: str) -> Any:
     from longpos.config import ModelConfig
     from longpos.tasks.symbolic import vocab_for
 
     mem: dict[str, Any] = {}
-    if memory:
+    if variant == "fwpkm":
         fw = dict(d_k=args.d_k, d_v=args.d_v, sqrt_n=args.sqrt_n, topk=args.topk, chunk=args.chunk)
         mem = dict(kind="fwpkm", layers=args.fwpkm_layers, fwpkm=fw, pswa_prob=args.pswa)
+    elif variant == "none+pswa":  # the same pSWA recipe without memory (window = chunk)
+        mem = dict(kind="none", pswa_prob=args.pswa, pswa_window=args.chunk)
     return ModelConfig(
         vocab_size=vocab_for(TASK, **OPTIONS).vocab_size,
         d_model=args.d_model,
@@ -119,12 +129,13 @@ def evaluate(model: Any, args: argparse.Namespace, passes: list[int]) -> list[di
 
 def run_job(job: dict[str, Any]) -> dict[str, Any]:
     torch.set_num_threads(1)
+    torch.manual_seed(job["seed"])  # pSWA draws use torch's global RNG (script-level seeding)
     from longpos.model import LongposLM
     from longpos.train import DataConfig, OptimConfig, TrainConfig, train
 
     args = argparse.Namespace(**job["args"])
     memory = job["variant"] == "fwpkm"
-    cfg = model_config(args, memory)
+    cfg = model_config(args, job["variant"])
     model = LongposLM(cfg, torch.Generator().manual_seed(job["seed"]))
     tcfg = TrainConfig(
         steps=args.steps,
@@ -138,6 +149,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         optim=OptimConfig(lr=args.lr, warmup_steps=max(1, args.steps // 20)),
         data=DataConfig(kind="task", tasks=TASK, options=json.dumps(OPTIONS)),
     )
+    cpu0 = time.process_time()
     t0 = time.perf_counter()
     result = train(model, tcfg, job["out"])
     train_s = time.perf_counter() - t0
@@ -151,6 +163,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         params=model.num_parameters(),
         train_seconds=train_s,
         eval_seconds=time.perf_counter() - t0,
+        cpu_seconds=time.process_time() - cpu0,
         tokens=args.steps * args.batch * args.length,
         final_train=result["last"],
         final_eval=result["eval"],
@@ -162,20 +175,32 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
 # ------------------------------------------------------------------------------ report
 
 
+def wilson(p: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval of a proportion ``p`` measured on ``n`` samples."""
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
 def cell(rows: list[dict[str, Any]], mult: int, passes: int, key: str = "accuracy") -> str:
-    vals = [r[key] for r in rows if r["x_train"] == mult and r["passes"] == passes]
-    vals = [v for v in vals if v is not None]
-    if not vals:
+    sel = [r for r in rows if r["x_train"] == mult and r["passes"] == passes]
+    count = "n" if key == "accuracy" else "n_far"
+    pairs = [(r[key], r[count]) for r in sel if r[key] is not None]
+    if not pairs:
         return "-"
+    vals = [v for v, _ in pairs]
     text = f"{100 * statistics.fmean(vals):.1f}"
     if len(vals) > 1:
         text += f" ({', '.join(f'{100 * v:.0f}' for v in vals)})"
+    else:
+        lo, hi = wilson(*pairs[0])
+        text += f" [{100 * lo:.0f}-{100 * hi:.0f}]"
     return text
 
 
 def report(results: list[dict[str, Any]], args: argparse.Namespace, command: str) -> str:
     n_values = OPTIONS["num_symbols"] - OPTIONS["num_symbols"] // 2
-    by = {v: [r for r in results if r["variant"] == v] for v in ("none", "fwpkm")}
+    by = {v: [r for r in results if r["variant"] == v] for v in VARIANTS}
     head = "| model | passes | " + " | ".join(f"{m}L = {m * args.length}" for m in args.mults)
     sep = "|---|---|" + "---|" * len(args.mults)
     lines = [
@@ -197,7 +222,8 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace, command: str
         f"- FwPKM: before the attention of layer(s) {args.fwpkm_layers}; sqrt_n {args.sqrt_n} "
         f"(N = {args.sqrt_n**2}), d_k {args.d_k}, d_v {args.d_v}, top-k {args.topk}, 1 head, "
         f"chunk {args.chunk}; trained with pSWA p = {args.pswa} (window = chunk); "
-        "the model without memory trains with full attention.",
+        "the model without memory trains with full attention; `no memory (pSWA)` is the "
+        "FwPKM recipe without the memory (pSWA with the same window), to separate the two.",
         f"- Training: {args.steps} steps x batch {args.batch} x {args.length} tokens = "
         f"{args.steps * args.batch * args.length:,} tokens per run; AdamW lr {args.lr}, "
         "5% warm-up, cosine; seeds "
@@ -210,17 +236,20 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace, command: str
         "",
         "## Accuracy (%)",
         "",
-        "Mean over seeds (per-seed values in parentheses when several).",
+        "Mean over seeds (per-seed values in parentheses when several; with one seed, the "
+        "95% Wilson interval in brackets).",
         "",
         head + " |",
         sep,
     ]
     for n in args.passes if by["fwpkm"] else []:
         cells = [cell([x for r in by["fwpkm"] for x in r["rows"]], m, n) for m in args.mults]
-        lines.append(f"| FwPKM | {n} | " + " | ".join(cells) + " |")
-    if by["none"]:
-        cells = [cell([x for r in by["none"] for x in r["rows"]], m, 1) for m in args.mults]
-        lines.append("| no memory | 1 | " + " | ".join(cells) + " |")
+        lines.append(f"| {VARIANTS['fwpkm']} | {n} | " + " | ".join(cells) + " |")
+    for variant in ("none", "none+pswa"):
+        if by[variant]:
+            flat = [x for r in by[variant] for x in r["rows"]]
+            cells = [cell(flat, m, 1) for m in args.mults]
+            lines.append(f"| {VARIANTS[variant]} | 1 | " + " | ".join(cells) + " |")
     lines += [
         "",
         f"Needles farther than L = {args.length} tokens from the question only "
@@ -229,8 +258,9 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace, command: str
         head + " |",
         sep,
     ]
-    for variant, label, passes in (("fwpkm", "FwPKM", args.passes), ("none", "no memory", [1])):
+    for variant, label in VARIANTS.items():
         runs = by[variant]
+        passes = args.passes if variant == "fwpkm" else [1]
         if not runs:
             continue
         flat = [x for r in runs for x in r["rows"]]
@@ -263,7 +293,15 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace, command: str
         text = ", ".join(f"{s}: {a:.2f}" for s, a in pts if a is not None)
         lines.append(f"- {r['variant']} seed {r['seed']}: {text}")
     total = sum(r["train_seconds"] + r["eval_seconds"] for r in results)
-    lines += ["", f"Total CPU time of the runs: {total / 60:.1f} min.", ""]
+    lines += [
+        "",
+        f"Sum of the runs' wall-clock times (one thread each, so an upper bound of their CPU "
+        f"time on a shared machine): {total / 60:.1f} min.",
+    ]
+    if all("cpu_seconds" in r for r in results):
+        cpu = sum(r["cpu_seconds"] for r in results)
+        lines.append(f"CPU time of the runs (process time): {cpu / 60:.1f} min.")
+    lines.append("")
     return "\n".join(lines)
 
 
@@ -288,10 +326,22 @@ def main() -> None:
     p.add_argument("--eval-batch", type=int, default=25)
     p.add_argument("--mults", default="1,4,16")
     p.add_argument("--passes", default="1,2,3")
-    p.add_argument("--variants", default="fwpkm,none")
+    p.add_argument("--variants", default=",".join(VARIANTS))
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--out", default="benchmarks/results/fwpkm-quality.md")
+    p.add_argument("--keep-runs", action="store_true", help="keep the training folders")
+    p.add_argument("--report-only", default=None, help="re-render the report of this JSON")
     args = p.parse_args()
+    if args.report_only:
+        saved = json.loads(Path(args.report_only).read_text())
+        text = report(
+            saved["results"],
+            argparse.Namespace(**saved["args"]),
+            saved.get("command", "(not recorded)"),
+        )
+        Path(args.out).write_text(text)
+        print(text)
+        return
     command = " ".join(["python benchmarks/fwpkm_quality.py", *sys.argv[1:]])
     args.chunk = args.chunk or max(1, args.length // 4)
     args.seeds = [int(s) for s in str(args.seeds).split(",")]
@@ -307,13 +357,19 @@ def main() -> None:
     t0 = time.perf_counter()
     with mp.get_context("spawn").Pool(min(args.workers, len(jobs))) as pool:
         results = pool.map(run_job, jobs)
-    print(f"wall time {time.perf_counter() - t0:.0f} s; runs in {work}")
+    print(f"wall time {time.perf_counter() - t0:.0f} s")
+    if args.keep_runs:
+        print(f"runs (metrics.jsonl, model/) kept in {work}")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
     text = report(results, args, command.strip())
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
     out.with_suffix(".json").write_text(
-        json.dumps({"args": vars(args), "results": results}, indent=2, default=str)
+        json.dumps(
+            {"args": vars(args), "command": command, "results": results}, indent=2, default=str
+        )
     )
     print(text)
     if any(math.isnan(r["final_eval"].get("eval_lm_loss", 0.0)) for r in results):

@@ -154,7 +154,8 @@ class MemoryConfig:
     pswa_prob: float = 0.0
     """Training only: probability per forward that every attention layer becomes sliding-window
     (the paper's pSWA, 0.9 with full attention, so the model does not learn to ignore FwPKM);
-    0 = off. Evaluation and generation always use full attention."""
+    0 = off. Evaluation and generation always use full attention. Drawn from torch's global
+    RNG (seed it for reproducible runs; the trainer checkpoints it for exact resume)."""
     pswa_window: int | None = None
     """Window of pSWA in tokens (>= 1); None = the FwPKM chunk."""
 
