@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -322,7 +323,7 @@ class LongposLM(nn.Module):
         nn.init.normal_(self.embed.weight, 0.0, cfg.init_std, generator=generator)
         residual_outputs = set()
         for block in self.blocks:
-            residual_outputs.add(id(block.attn.o_proj.weight))
+            residual_outputs.add(id(cast(Block, block).attn.o_proj.weight))
             if isinstance(block.mlp, SwiGLU):
                 residual_outputs.add(id(block.mlp.down.weight))
         memories = (FwPKMLayer, StaticPKM)

@@ -20,9 +20,11 @@ q or k keeps its norms and gets no second one.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
+from typing import cast
 
 from longpos.config import QK_NORMS, TEMPERATURE_PRESETS, ModelConfig, TemperatureConfig
-from longpos.model import LongposLM, RMSNorm
+from longpos.model import Block, LongposLM, RMSNorm
 from longpos.positions.rope import IndexAssigner, NoPE
 
 
@@ -51,7 +53,7 @@ def drop_positions(model: LongposLM, qk_norm: str = "none") -> LongposLM:
     cfg = dropped_config(model.config, qk_norm)
     device = model.embed.weight.device
     dtype = model.embed.weight.dtype
-    for block in model.blocks:
+    for block in cast("Iterable[Block]", model.blocks):
         attn = block.attn
         attn.assigner = IndexAssigner()
         attn.encoding = NoPE()

@@ -9,8 +9,10 @@ RePo's evaluation code). NoPE layers are untouched.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
+from typing import cast
 
-from longpos.model import LongposLM
+from longpos.model import Block, LongposLM
 from longpos.positions.rope import RotaryEncoding
 from longpos.positions.scaling import RopeConfig
 
@@ -27,7 +29,7 @@ def scaled_rope(model: LongposLM, scaling: str, factor: float) -> RopeConfig:
 def apply_rope_scaling(model: LongposLM, rope: RopeConfig) -> LongposLM:
     """Use ``rope`` in every rotating layer (in place); returns the model."""
     unscaled = RopeConfig(theta=rope.theta)
-    for block in model.blocks:
+    for block in cast("Iterable[Block]", model.blocks):
         encoding = block.attn.encoding
         if not isinstance(encoding, RotaryEncoding):
             continue

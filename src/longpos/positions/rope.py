@@ -90,6 +90,8 @@ class RotaryEncoding(PositionEncoding):
     so a model's rope scaling can be changed after training with :meth:`set_rope`.
     """
 
+    inv_freq: torch.Tensor
+
     def __init__(self, head_dim: int, rope: RopeConfig, apply_attention_factor: bool = True):
         super().__init__()
         self.head_dim = head_dim

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import torch
 
@@ -73,7 +74,7 @@ def build_model(args: TrainArgs) -> tuple[torch.nn.Module, list[str]]:
         new = [n for n, _ in model.named_parameters() if ".q_norm." in n or ".k_norm." in n]
         return model, new if args.drope_qk_norm != "none" else []
     model = load_model(args.init_from, config=args.model, allow_missing=True)
-    return model, list(model.missing_weights)
+    return model, list(cast("list[str]", model.missing_weights))
 
 
 def build_hf_model(args: TrainArgs) -> tuple[torch.nn.Module, list[str]]:
@@ -83,6 +84,7 @@ def build_hf_model(args: TrainArgs) -> tuple[torch.nn.Module, list[str]]:
         raise ValueError("--hf-model and --init-from are exclusive: the HF folder is the start")
     if args.drope and args.hf_plan is not None:
         raise ValueError("--drope already sets every layer to NoPE: drop --hf-plan")
+    assert args.hf_model is not None  # build_model calls this only with --hf-model set
     model = hf.load_hf_model(args.hf_model)
     had = {n for n, _ in hf.repo_parameters(model)}  # trained RePo weights already there
     if args.hf_plan is not None:
@@ -106,6 +108,7 @@ def hf_text_source(args: TrainArgs):
             "a Hugging Face model trains on text: pass --train.data.kind text (token-level "
             "tasks use the symbolic vocabulary of from-scratch models)"
         )
+    assert args.hf_model is not None  # run calls this only with --hf-model set
     tokenizer = local_tokenizer(Path(args.hf_model))
     if tokenizer is None:
         raise ValueError(f"{args.hf_model} has no tokenizer files: save the tokenizer there")

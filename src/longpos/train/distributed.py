@@ -12,6 +12,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.distributed as dist
@@ -108,7 +109,7 @@ def all_reduce_sum(tensor: torch.Tensor, ctx: DistContext) -> torch.Tensor:
 
 
 def _inner(model: nn.Module) -> nn.Module:
-    return model.module if hasattr(model, "module") else model
+    return cast(nn.Module, model.module) if hasattr(model, "module") else model
 
 
 def full_model_state(model: nn.Module, ctx: DistContext) -> dict[str, torch.Tensor]:
@@ -116,9 +117,10 @@ def full_model_state(model: nn.Module, ctx: DistContext) -> dict[str, torch.Tens
     if ctx.mode == "fsdp":
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
-        return get_model_state_dict(
+        state = get_model_state_dict(
             model, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
         )
+        return cast("dict[str, torch.Tensor]", state)
     return {k: v.detach().cpu().clone() for k, v in _inner(model).state_dict().items()}
 
 

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -75,7 +75,7 @@ def loss_sums(
 
 
 def _inner(model: torch.nn.Module) -> torch.nn.Module:
-    return model.module if hasattr(model, "module") else model
+    return cast(torch.nn.Module, model.module) if hasattr(model, "module") else model
 
 
 class Trainer:
@@ -171,7 +171,11 @@ class Trainer:
             line for line in path.read_text().splitlines()
             if line.strip() and json.loads(line)["step"] <= step
         ]  # fmt: skip
-        atomic_write(path, lambda p: p.write_text("".join(k + "\n" for k in keep)))
+
+        def write(p: Path) -> None:
+            p.write_text("".join(k + "\n" for k in keep))
+
+        atomic_write(path, write)
 
     def log(self, record: dict[str, Any]) -> None:
         if self.ctx.is_main:
@@ -259,7 +263,7 @@ class Trainer:
         if self.ctx.is_main:
             atomic_write_json(
                 self.out / "config.json",
-                {"model": self.model.config.to_dict(), "train": cfg.to_dict(),
+                {"model": cast(Any, self.model).config.to_dict(), "train": cfg.to_dict(),
              "source": self.source_folder,
                  "world_size": self.ctx.world_size},
             )  # fmt: skip
@@ -271,6 +275,7 @@ class Trainer:
             desc="train", dynamic_ncols=True,
         )  # fmt: skip
         last: dict[str, Any] = {}
+        window_tokens: float
         window_start, window_tokens = time.perf_counter(), 0
         while self.step < cfg.steps:
             if stop_after is not None and self.step >= stop_after:

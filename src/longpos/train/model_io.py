@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -27,7 +27,7 @@ def is_native(model: torch.nn.Module) -> bool:
 
 
 def vocab_size(model: torch.nn.Module) -> int:
-    return int(model.config.vocab_size)
+    return int(cast(Any, model).config.vocab_size)
 
 
 def repo_lr_multiplier(model: torch.nn.Module) -> float:
@@ -41,11 +41,11 @@ def save(model: torch.nn.Module, state: dict[str, torch.Tensor], folder: Path,
     if is_native(model):
         from longpos.checkpoint import save_model
 
-        snapshot = LongposLM(model.config)
+        snapshot = LongposLM(cast(LongposLM, model).config)
         snapshot.load_state_dict(state)
         save_model(snapshot, folder)
         return
-    model.save_pretrained(str(folder), state_dict=state)
+    cast(Any, model).save_pretrained(str(folder), state_dict=state)
     if source is not None:
         for name in TOKENIZER_FILES:
             if (Path(source) / name).is_file():
