@@ -33,12 +33,13 @@ from typing import Any, Literal
 from tqdm.auto import tqdm
 
 from longpos.eval.protocol import EvalModel
+from longpos.io import atomic_write_text
 from longpos.tasks.base import Sample, derive_seed, generate_sample, get_task
 from longpos.tasks.fitting import TooShortError
 from longpos.tasks.metrics import score_sample
 from longpos.tasks.symbolic import EOS as SYMBOLIC_EOS
 
-__all__ = ["run_eval", "EvalResult", "RULER_THRESHOLD", "aggregate", "write_atomic"]
+__all__ = ["run_eval", "EvalResult", "RULER_THRESHOLD", "aggregate"]
 
 RULER_THRESHOLD = 85.6
 """Llama-2-7B's RULER average at 4K: the bar for the effective length."""
@@ -54,21 +55,6 @@ class EvalResult:
     effective_length: int | None
     out_dir: Path
     records: list[dict[str, Any]] = field(default_factory=list)
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _options_for(
@@ -304,8 +290,8 @@ def run_eval(
         "wavg_dec": w_dec,
         "metadata": meta,
     }
-    write_atomic(out / "results.json", json.dumps(results, indent=2, default=str) + "\n")
-    write_atomic(out / "summary.md", _markdown(tasks, lengths, scores, avg, eff, meta))
+    atomic_write_text(out / "results.json", json.dumps(results, indent=2, default=str) + "\n")
+    atomic_write_text(out / "summary.md", _markdown(tasks, lengths, scores, avg, eff, meta))
     return EvalResult(
         scores=scores, average=avg, effective_length=eff, out_dir=out, records=records
     )
