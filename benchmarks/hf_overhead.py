@@ -18,10 +18,10 @@ times, peak CUDA memory of each, and, as its last line, the median per-repetitio
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 
 import torch
+from timing import alternate
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from longpos.hf import apply_longpos
@@ -119,18 +119,11 @@ def main() -> None:
     g = torch.Generator().manual_seed(args.seed)
     ids = torch.randint(0, stock.config.vocab_size, (batch, seq), generator=g).to(args.device)
 
-    for _ in range(args.warmup):
-        step(stock, ids, args.device)
-        step(repo, ids, args.device)
-    times: dict[str, list[float]] = {"rope": [], "repo": []}
-    ratios = []
-    for i in range(reps):
-        order = ("rope", "repo") if i % 2 == 0 else ("repo", "rope")
-        got = {}
-        for name in order:
-            got[name] = step(stock if name == "rope" else repo, ids, args.device)
-            times[name].append(got[name])
-        ratios.append(got["repo"] / got["rope"])
+    run = alternate(
+        {"rope": lambda: step(stock, ids, args.device),
+         "repo": lambda: step(repo, ids, args.device)},
+        reps, args.warmup, baseline="rope",
+    )  # fmt: skip
 
     result = {
         "preset": args.preset,
@@ -144,11 +137,11 @@ def main() -> None:
         "params_rope": n_stock,
         "params_repo": n_repo,
         "param_overhead": n_repo / n_stock - 1,
-        "median_step_s_rope": statistics.median(times["rope"]),
-        "median_step_s_repo": statistics.median(times["repo"]),
+        "median_step_s_rope": run["medians"]["rope"],
+        "median_step_s_repo": run["medians"]["repo"],
         "peak_gib_rope": peak_memory(stock, ids, args.device),
         "peak_gib_repo": peak_memory(repo, ids, args.device),
-        "median_ratio": statistics.median(ratios),
+        "median_ratio": run["median_ratios"]["repo"],
     }
     print(
         f"preset={args.preset} device={result['device_name']} dtype={dtype_name} "

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import time
 
 import torch
+from timing import alternate
 
 from longpos.config import preset
 from longpos.model import LongposLM
@@ -68,17 +68,11 @@ def main() -> None:
     vocab = models["rope"].config.vocab_size
     ids = torch.randint(0, vocab, (args.batch, args.seq_len + 1), generator=gen).to(args.device)
 
-    for _ in range(args.warmup):
-        for model in models.values():
-            step(model, ids, dtype, args.device)
-    times: dict[str, list[float]] = {"rope": [], "repo": []}
-    ratios = []
-    for r in range(args.rounds):
-        order = ("rope", "repo") if r % 2 == 0 else ("repo", "rope")
-        got = {plan: timed(models[plan], ids, dtype, args.device) for plan in order}
-        for plan, seconds in got.items():
-            times[plan].append(seconds)
-        ratios.append(got["repo"] / got["rope"])
+    run = alternate(
+        {plan: (lambda m=m: timed(m, ids, dtype, args.device)) for plan, m in models.items()},
+        args.rounds, args.warmup, baseline="rope",
+    )  # fmt: skip
+    medians, ratio = run["medians"], run["median_ratios"]["repo"]
 
     cfg = models["repo"].config
     extra = models["repo"].num_parameters() - models["rope"].num_parameters()
@@ -91,10 +85,10 @@ def main() -> None:
         "dtype": args.dtype,
         "threads": torch.get_num_threads(),
         "rounds": args.rounds,
-        "median_rope_s": statistics.median(times["rope"]),
-        "median_repo_s": statistics.median(times["repo"]),
-        "ratio_of_medians": statistics.median(times["repo"]) / statistics.median(times["rope"]),
-        "median_ratio": statistics.median(ratios),
+        "median_rope_s": medians["rope"],
+        "median_repo_s": medians["repo"],
+        "ratio_of_medians": medians["repo"] / medians["rope"],
+        "median_ratio": ratio,
         "extra_params": extra,
         "extra_params_share": extra / models["rope"].num_parameters(),
     }
