@@ -25,12 +25,14 @@ from torch import nn
 from longpos.config import RePoConfig, resolve_plan
 from longpos.hf.attention import TECHNIQUES, LongposAttentionMixin, drope_beta
 from longpos.hf.families import FAMILIES, Family, decoder_layers, family_of
+from longpos.hf.memory import check_memory
 from longpos.hf.modeling import (
     CONFIG_CLASSES,
     MODEL_CLASSES,
     apply_temperature_from_config,
     install_from_config,
 )
+from longpos.memory.placement import MemoryConfig
 from longpos.positions.scaling import RopeConfig
 
 QK_NORMS: tuple[str | None, ...] = (None, "q", "k", "qk")
@@ -62,18 +64,20 @@ def _layer_plan(plan: str | Sequence[str], n_layers: int, repo_start: int | None
 
 def apply_longpos(
     model: nn.Module,
-    plan: str | Sequence[str] = "repo",
+    plan: str | Sequence[str] | None = "repo",
     *,
     repo_start: int | None = None,
     repo: RePoConfig | None = None,
     rope: RopeConfig | None = None,
     drope_qk_norm: str | None = None,
+    memory: MemoryConfig | None = None,
 ) -> nn.Module:
     """Convert ``model`` in place and return it.
 
     model: a Llama / Mistral / Qwen2 / Qwen3 / OLMo2 ``ForCausalLM`` (stock or already
     converted). plan: ``rope`` | ``nope`` | ``r2n1`` | ``n2r1`` | ``repo`` or one entry
-    per layer (a list or a comma-separated string of rope/nope/repo). repo_start: first
+    per layer (a list or a comma-separated string of rope/nope/repo); None keeps the
+    current plan (``rope`` everywhere for a stock model). repo_start: first
     RePo layer of the ``repo`` plan (default L // 3). repo: RePo predictor options
     (``hidden_ratio``, ``variant``, ``init``, ``index_blend``, ``apply_rope_scaling``).
     rope: a new RoPE base / scaling (PI, NTK, YaRN, ...) written to the config's
@@ -81,13 +85,24 @@ def apply_longpos(
     ``qk`` adds full-width RMSNorms (gain 1) before the reshape (DroPE's variant;
     ignored with a warning for Qwen3 and OLMo2, which already normalise q and k).
 
+    memory: FwPKM / static PKM layers (:class:`longpos.memory.placement.MemoryConfig`),
+    placed by the reference model's rules (:mod:`longpos.hf.memory`); None keeps the
+    current memory, ``MemoryConfig()`` (kind ``none``) removes it. A static PKM that
+    replaced an MLP cannot be removed or changed (the MLP weights are gone).
+
     RePo weights already present in layers that stay ``repo`` are kept; new ones get
-    the paper's truncated-normal init (std 0.02).
+    the paper's truncated-normal init (std 0.02). Memory modules already present with the
+    same options are kept; new ones get their own init (output projection divided by
+    sqrt(2 L), as in the reference model).
     """
     family = family_of(model)
     config: Any = model.config
     n_layers = len(decoder_layers(model))
+    if plan is None:
+        plan = list(getattr(config, "longpos_plan", None) or ["rope"] * n_layers)
     layer_plan = _layer_plan(plan, n_layers, repo_start)
+    if memory is not None:
+        check_memory(model, memory)
     if drope_qk_norm not in QK_NORMS:
         raise ValueError(f"drope_qk_norm={drope_qk_norm!r} is unknown; allowed: {QK_NORMS}")
     if drope_qk_norm and family.qk_norm != "none":
@@ -106,6 +121,8 @@ def apply_longpos(
     config.longpos_plan = layer_plan
     config.longpos_repo = asdict(repo_cfg)
     config.longpos_qk_norm = drope_qk_norm
+    if memory is not None:
+        config.longpos_memory = memory.to_dict() if memory.enabled else None
     install_from_config(model)
     return model
 
@@ -126,7 +143,13 @@ def _to_longpos_types(model: nn.Module, family: Family) -> None:
         # Same dataclass plus optional fields: switching the class keeps every value
         # and every module's reference to this config object.
         config.__class__ = config_class
-        for name in ("longpos_plan", "longpos_repo", "longpos_qk_norm", "longpos_temperature"):
+        for name in (
+            "longpos_plan",
+            "longpos_repo",
+            "longpos_qk_norm",
+            "longpos_temperature",
+            "longpos_memory",
+        ):
             if name not in config.__dict__:
                 setattr(config, name, None)
     if type(model) is not MODEL_CLASSES[family.name]:

@@ -21,6 +21,8 @@ from transformers import AutoModelForCausalLM
 from longpos.config import RePoConfig
 from longpos.hf.convert import apply_longpos, set_temperature
 from longpos.hf.families import family_of
+from longpos.hf.memory import LongposMemoryCache, default_read_passes, fwpkm_layer_indices
+from longpos.memory.placement import MemoryConfig
 from longpos.positions.scaling import RopeConfig
 
 
@@ -32,12 +34,14 @@ def load_hf_model(
     repo: RePoConfig | None = None,
     rope: RopeConfig | None = None,
     drope_qk_norm: str | None = None,
+    memory: MemoryConfig | None = None,
     dtype: torch.dtype | str | None = None,
     device: str | torch.device | None = None,
     attn_implementation: str | None = None,
 ) -> nn.Module:
     """A causal LM from a local folder (stock family or ``<family>_longpos``) or an
-    already loaded model, optionally converted to ``plan`` (see :func:`apply_longpos`).
+    already loaded model, optionally converted to ``plan`` and given ``memory`` layers
+    (see :func:`apply_longpos`; ``memory`` alone keeps the current plan).
 
     Never contacts a hub: only local folders are accepted. ``dtype`` defaults to the
     checkpoint's; ``attn_implementation`` to transformers' choice (sdpa on CPU).
@@ -66,15 +70,15 @@ def load_hf_model(
         except ValueError as exc:
             raise ValueError(f"cannot load {folder} as a causal LM: {exc}") from exc
         family_of(model)
-    if plan is not None or rope is not None or drope_qk_norm is not None:
-        current = getattr(model.config, "longpos_plan", None)
+    if plan is not None or rope is not None or drope_qk_norm is not None or memory is not None:
         apply_longpos(
             model,
-            plan if plan is not None else (current or "rope"),
+            plan,
             repo_start=repo_start,
             repo=repo,
             rope=rope,
             drope_qk_norm=drope_qk_norm,
+            memory=memory,
         )
     if device is not None:
         model = model.to(device)
@@ -158,20 +162,28 @@ def greedy_generate(
     *,
     eos_ids: Sequence[int] = (),
     use_cache: bool = True,
+    read_passes: int | None = None,
 ) -> list[int]:
     """Plain greedy loop over ``model(...)`` with a ``DynamicCache`` (no generation
-    config surprises: no repetition penalty, no length defaults). Returns new ids only."""
-    from transformers import DynamicCache
+    config surprises: no repetition penalty, no length defaults). Returns new ids only.
 
+    FwPKM models: the prompt is read ``read_passes`` times (default: the config's
+    ``fwpkm.read_passes``), as ``generate`` does; the fast weights travel in the cache."""
     device = next(model.parameters()).device
     tokens = torch.tensor([prompt_ids], dtype=torch.long, device=device)  # (1, T)
     config: Any = model.config
-    cache = DynamicCache(config=config) if use_cache else None
+    cache = LongposMemoryCache(config=config) if use_cache else None
+    memory = bool(fwpkm_layer_indices(model))
+    passes = default_read_passes(model) if read_passes is None else read_passes
     step = tokens
     new: list[int] = []
-    for _ in range(max_new_tokens):
+    for i in range(max_new_tokens):
+        extra = {"read_passes": passes if i == 0 or not use_cache else 1} if memory else {}
         out = model(
-            input_ids=step if use_cache else tokens, past_key_values=cache, use_cache=use_cache
+            input_ids=step if use_cache else tokens,
+            past_key_values=cache,
+            use_cache=use_cache,
+            **extra,
         )
         nxt = int(out.logits[0, -1].argmax())
         if nxt in eos_ids:

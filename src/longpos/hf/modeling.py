@@ -16,13 +16,27 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+import torch
 from huggingface_hub.dataclasses import strict
 from torch import nn
-from transformers import AutoConfig, AutoModelForCausalLM
+from transformers import AutoConfig, AutoModelForCausalLM, DynamicCache
 from transformers import initialization as hf_init
 
 from longpos.hf.attention import ATTENTION_CLASSES, LongposAttentionMixin
 from longpos.hf.families import FAMILIES, Family, decoder_layers
+from longpos.hf.memory import (
+    MEMORY_KWARG,
+    LongposMemoryCache,
+    MemoryRun,
+    check_memory_inputs,
+    default_read_passes,
+    fwpkm_layer_indices,
+    init_missing_memory,
+    install_memory,
+    memory_states,
+)
+from longpos.memory.fwpkm import FwPKMLayer
+from longpos.memory.pkm import StaticPKM
 from longpos.positions.repo import REPO_INIT_STD
 
 
@@ -41,24 +55,112 @@ def _make_config_class(family: Family) -> type:
             "longpos_repo": "dict | None",
             "longpos_qk_norm": "str | None",
             "longpos_temperature": "dict | None",
+            "longpos_memory": "dict | None",
         },
         "longpos_plan": None,
         "longpos_repo": None,
         "longpos_qk_norm": None,
         "longpos_temperature": None,
+        "longpos_memory": None,
     }
     cls = type(name, (family.config_class,), namespace)
     return strict(cls)  # type: ignore[no-any-return]
 
 
 class LongposCausalLMMixin:
-    """Rebuilds the converted attention layers from ``config.longpos_*`` in ``__init__``."""
+    """Rebuilds the converted layers from ``config.longpos_*`` in ``__init__``; carries the
+    FwPKM fast-weight state through ``forward`` and ``generate`` (:mod:`longpos.hf.memory`)."""
 
     config: Any
+    model: Any
 
     def __init__(self, config: Any, *args: Any, **kwargs: Any) -> None:
         super().__init__(config, *args, **kwargs)  # type: ignore[call-arg]
         install_from_config(self)  # type: ignore[arg-type]
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        past_key_values: Any = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        use_cache: bool | None = None,
+        logits_to_keep: int | torch.Tensor = 0,
+        read_passes: int | None = None,
+        memory_writes: str | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """The family's forward; for FwPKM models also (ignored by models without):
+
+        ``read_passes`` n (default 1; ``generate`` uses ``config.longpos_memory``'s
+        ``fwpkm.read_passes`` for the prompt): n - 1 reading passes over the input first
+        (no KV cache, each ending with one memory write), then the real pass; only at the
+        start of a sequence (empty or no cache). ``memory_writes``: ``chunked`` (default: a
+        write every ``chunk`` tokens of the stream) | ``end`` | ``none`` (frozen memory).
+        The fast weights live on the cache (``past_key_values.longpos_memory``); an
+        ``attention_mask`` with padding is refused.
+        """
+        base = super().forward  # type: ignore[misc]
+        inputs = dict(input_ids=input_ids, position_ids=position_ids, inputs_embeds=inputs_embeds)
+        if not fwpkm_layer_indices(self):  # type: ignore[arg-type]
+            return base(
+                attention_mask=attention_mask, past_key_values=past_key_values, labels=labels,
+                use_cache=use_cache, logits_to_keep=logits_to_keep, **inputs, **kwargs,
+            )  # fmt: skip
+        passes, writes = check_memory_inputs(attention_mask, read_passes, memory_writes)
+        use_cache = self.config.use_cache if use_cache is None else use_cache
+        if use_cache and past_key_values is None:
+            past_key_values = LongposMemoryCache(config=self.config)
+        states = {} if past_key_values is None else memory_states(past_key_values)
+        past = 0 if past_key_values is None else past_key_values.get_seq_length()
+        if past == 0:
+            states.clear()  # a new sequence starts from the initial fast weights
+        elif passes > 1:
+            raise ValueError(
+                f"read_passes={passes} re-reads the input from the start of a sequence: pass "
+                "an empty cache (or none); continue a cached sequence with read_passes=1"
+            )
+        for _ in range(passes - 1):  # iterative reading: passes that only write the memory
+            self.model(
+                attention_mask=attention_mask, use_cache=False, **inputs,
+                **{MEMORY_KWARG: MemoryRun(states, "end")},
+            )  # fmt: skip
+        return base(
+            attention_mask=attention_mask, past_key_values=past_key_values, labels=labels,
+            use_cache=use_cache, logits_to_keep=logits_to_keep, **inputs,
+            **{MEMORY_KWARG: MemoryRun(states, writes)}, **kwargs,
+        )  # fmt: skip
+
+    def prepare_inputs_for_generation(
+        self,
+        input_ids: torch.Tensor,
+        past_key_values: Any = None,
+        inputs_embeds: torch.Tensor | None = None,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        """``generate``: the prompt gets ``read_passes`` (default from the config), every
+        cached step after it reads once."""
+        inputs: dict[str, Any] = super().prepare_inputs_for_generation(  # type: ignore[misc]
+            input_ids, past_key_values=past_key_values, inputs_embeds=inputs_embeds, **kwargs
+        )
+        if fwpkm_layer_indices(self):  # type: ignore[arg-type]
+            cache = inputs.get("past_key_values")
+            if cache is not None and cache.get_seq_length() > 0:
+                inputs["read_passes"] = 1
+            elif inputs.get("read_passes") is None:
+                inputs["read_passes"] = default_read_passes(self)  # type: ignore[arg-type]
+        return inputs
+
+    def _prepare_cache_for_generation(
+        self, generation_config: Any, model_kwargs: dict, *args: Any
+    ) -> Any:
+        result = super()._prepare_cache_for_generation(generation_config, model_kwargs, *args)  # type: ignore[misc]
+        cache = model_kwargs.get("past_key_values")
+        if type(cache) is DynamicCache and fwpkm_layer_indices(self):  # type: ignore[arg-type]
+            cache.__class__ = LongposMemoryCache  # same object, plus fast-weight bookkeeping
+        return result
 
 
 def _longpos_init_weights(base_init: Any, module: Any) -> None:
@@ -66,6 +168,9 @@ def _longpos_init_weights(base_init: Any, module: Any) -> None:
 
     transformers calls it only for tensors missing from a checkpoint (guarded init).
     """
+    if isinstance(module, FwPKMLayer | StaticPKM):
+        init_missing_memory(module)
+        return
     kind = getattr(module, "_longpos_init", None)
     if kind is None:
         base_init(module)
@@ -141,6 +246,7 @@ def install_from_config(model: nn.Module) -> None:
             else type(layer.post_attention_layernorm),
         )
     apply_temperature_from_config(model)
+    install_memory(model)
 
 
 def apply_temperature_from_config(model: nn.Module) -> None:
