@@ -1,8 +1,10 @@
-"""Hugging Face transformers integration: RePo, DroPE, NoPE hybrids and scaled RoPE.
+"""Hugging Face transformers integration: RePo, DroPE, NoPE hybrids, scaled RoPE and
+FwPKM / static PKM memory layers.
 
 RePo: Li, Zhao, Cai, Sproat, "Language Models with Context Re-Positioning",
 arXiv 2512.14391. DroPE: Gelberg, Eguchi, Akiba, Cetin, "Extending the Context of
-Pretrained LLMs by Dropping Their Positional Embeddings", arXiv 2512.12167.
+Pretrained LLMs by Dropping Their Positional Embeddings", arXiv 2512.12167. FwPKM:
+Zhao & Jones, "Fast-weight Product Key Memory", arXiv 2601.00671.
 
 The only package of longpos that imports transformers (5.23 or later 5.x). Importing
 it registers the ``<family>_longpos`` config and model types with ``AutoConfig`` /
@@ -12,11 +14,18 @@ flash / flex, passed through untouched; not tested on CPU).
 
 Conversion (in place; returns the same model; every pretrained weight is kept)
     apply_longpos(model, plan="repo", *, repo_start=None, repo=None, rope=None,
-                  drope_qk_norm=None) -> model
+                  drope_qk_norm=None, memory=None) -> model
         plan: rope | nope | r2n1 | n2r1 | repo | one entry per layer (list or
-        comma string of rope/nope/repo). repo: :class:`longpos.config.RePoConfig`.
+        comma string of rope/nope/repo) | None (keep the current plan; rope for a
+        stock model). repo: :class:`longpos.config.RePoConfig`.
         rope: :class:`longpos.positions.scaling.RopeConfig` (PI / NTK / YaRN /
         Llama-3), written to ``config.rope_parameters``.
+        memory: :class:`longpos.memory.placement.MemoryConfig`: FwPKM sub-blocks
+        before the attention of ``layers`` and / or static PKMs replacing (or added
+        to) the MLP, placed exactly as in the reference model; None keeps the
+        current memory, ``MemoryConfig()`` removes it (not a PKM that replaced an
+        MLP). ``apply_longpos(model, None, memory=cfg)`` only adds memory. The only
+        exceptions: no pSWA (``pswa_prob`` must be 0); the state is per sequence.
     set_rope(model, rope) -> model             change RoPE scaling only
     drop_positions(model, *, qk_norm=None)    DroPE: NoPE everywhere, optional q/k/qk
                                               full-width RMSNorm (not for Qwen3/OLMo2)
@@ -27,6 +36,22 @@ Conversion (in place; returns the same model; every pretrained weight is kept)
     drope_beta(c, eval_length, train_length) -> float
     layer_plan(model) -> list[str]
 
+Memory layers at run time (FwPKM models; :mod:`longpos.hf.memory`)
+    model(input_ids, ..., read_passes=1, memory_writes="chunked")
+        read_passes n: n - 1 write-only reading passes over the input, then the real
+        one (start of a sequence only). ``generate`` / :func:`greedy_generate` read
+        the prompt ``config.longpos_memory["fwpkm"]["read_passes"]`` times unless
+        given ``read_passes=``. memory_writes: chunked | end | none.
+    The fast weights of each sequence live on the KV cache (``cache.longpos_memory``,
+    layer -> :class:`longpos.memory.FwPKMState`; fixed size, whatever the length);
+    cached decoding equals the full forward. :class:`LongposMemoryCache` (what the
+    model and ``generate`` create) also follows beam reordering. An
+    ``attention_mask`` with padding is refused (left padding is not supported).
+    memory_config(model) -> MemoryConfig | None
+    memory_states(cache) -> {layer: FwPKMState}
+    memory_parameters(model) -> iterator of (name, parameter) of the memory layers;
+    memory_param_groups(model, lr): optimiser groups (PKM values at their own rate).
+
 Persistence
     ``model.save_pretrained(path)`` then ``AutoModelForCausalLM.from_pretrained(path)``
     (or :func:`load_hf_model`) restores a converted model exactly; no
@@ -34,9 +59,10 @@ Persistence
 
 Loading and evaluation
     load_hf_model(path_or_model, *, plan=None, repo_start=None, repo=None, rope=None,
-                  drope_qk_norm=None, dtype=None, device=None,
+                  drope_qk_norm=None, memory=None, dtype=None, device=None,
                   attn_implementation=None) -> model
-        local folders only (stock or converted); converts when a plan is given.
+        local folders only (stock or converted); converts when a plan or memory is
+        given.
     HFEvalModel(model, tokenizer=None, *, max_length=None, device=None,
                 stop_at_eos=True)
         evaluation protocol: ``.tokenizer``, ``.max_length``,
@@ -44,7 +70,7 @@ Loading and evaluation
     load_eval_model(path, device="cpu", *, tokenizer=None, dtype=None,
                     max_length=None, temperature_c=None, train_length=None)
     greedy_generate(model, prompt_ids, max_new_tokens, *, eos_ids=(),
-                    use_cache=True) -> list[int]
+                    use_cache=True, read_passes=None) -> list[int]
     local_tokenizer(folder) -> tokenizer | None     the folder's own tokenizer
 
 Positions (visualisation)
@@ -55,6 +81,9 @@ Positions (visualisation)
 Training: a converted model is an ordinary ``PreTrainedModel``; RePo parameters are
 named ``model.layers.<i>.self_attn.position_assigner.{gate,content,assign}.weight``
 (see :func:`repo_parameters`) and DroPE norms ``...self_attn.{q,k}_norm.weight``.
+Memory layers: ``model.layers.<i>.fwpkm.*`` (FwPKM), ``model.layers.<i>.mlp.*``
+(static PKM replacing the MLP) or ``model.layers.<i>.mlp.pkm.*`` (added to it);
+``longpos train --hf-model`` gives PKM values their own group automatically.
 """
 
 from __future__ import annotations
@@ -81,8 +110,15 @@ from longpos.hf.loading import (
     load_hf_model,
     local_tokenizer,
 )
+from longpos.hf.memory import (
+    LongposMemoryCache,
+    memory_config,
+    memory_parameters,
+    memory_states,
+)
 from longpos.hf.modeling import CONFIG_CLASSES, MODEL_CLASSES, register_auto_classes
 from longpos.hf.positions import PositionRecord, assigned_positions, record_positions
+from longpos.memory.placement import MemoryConfig, memory_param_groups
 
 register_auto_classes()
 
@@ -104,6 +140,8 @@ __all__ = [
     "TEMPERATURE_PRESETS",
     "HFEvalModel",
     "LongposAttentionMixin",
+    "LongposMemoryCache",
+    "MemoryConfig",
     "PositionRecord",
     "apply_longpos",
     "assigned_positions",
@@ -115,6 +153,10 @@ __all__ = [
     "load_eval_model",
     "load_hf_model",
     "local_tokenizer",
+    "memory_config",
+    "memory_param_groups",
+    "memory_parameters",
+    "memory_states",
     "record_positions",
     "register_auto_classes",
     "repo_parameters",
