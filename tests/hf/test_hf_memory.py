@@ -379,3 +379,35 @@ def test_other_user_errors():
     with pytest.raises(ValueError, match="MemoryConfig"):
         apply_longpos(tiny_model("llama"), None, memory={"kind": "fwpkm"})  # type: ignore[arg-type]
     assert int(ids.max()) < VOCAB
+
+
+# ------------------------------------------------------------------ longpos train --hf-model
+
+
+def test_train_command_adds_memory_and_trains_it(tmp_path):
+    from longpos.config import ModelConfig
+    from longpos.train import TrainConfig
+    from longpos.train.command import TrainArgs, build_hf_model
+    from longpos.train.data import TextSource
+    from longpos.train.loop import Trainer
+
+    tiny_model("llama", vocab_size=300).save_pretrained(tmp_path / "base")
+    memory = MemoryConfig(**LAYOUTS["fwpkm+pkm-add"])
+    args = TrainArgs(hf_model=str(tmp_path / "base"), hf_plan="r2n1", hf_memory=memory)
+    model, fresh = build_hf_model(args)
+    assert memory_config(model) == memory and layer_plan(model) == ["rope", "rope", "nope"]
+    assert set(fresh) == {n for n, _ in memory_parameters(model)}
+    before = model.model.layers[1].fwpkm.q_proj.weight.detach().clone()
+    cfg = TrainConfig(steps=2, batch_size=2, seq_len=16, progress=False, data=dict(kind="text"))
+    trainer = Trainer(model, cfg, tmp_path / "run", source=TextSource("byte"))
+    values = model.model.layers[2].mlp.pkm.values
+    (group,) = [g for g in trainer.optimizer.param_groups if any(p is values for p in g["params"])]
+    assert len(group["params"]) == 1 and group["weight_decay"] == 0.0  # its own group
+    trainer.fit()
+    trained = load_hf_model(tmp_path / "run" / "model")
+    assert memory_config(trained) == memory
+    assert not torch.equal(trained.model.layers[1].fwpkm.q_proj.weight, before)
+    native_memory = ModelConfig(memory=dict(kind="pkm"))
+    bad = TrainArgs(hf_model=str(tmp_path / "base"), model=native_memory)
+    with pytest.raises(ValueError, match="use --hf-memory"):
+        build_hf_model(bad)

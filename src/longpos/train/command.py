@@ -10,7 +10,9 @@
 - A Hugging Face model folder: ``--hf-model PATH --hf-plan repo`` converts it with
   ``longpos.hf`` (``--drope`` drops its positions instead) and continues pretraining it on
   text tokenised with its own tokenizer (``--train.data.kind text``); the result is saved
-  with ``save_pretrained`` (tokenizer files copied).
+  with ``save_pretrained`` (tokenizer files copied). ``--hf-memory.kind fwpkm
+  --hf-memory.layers 2,10`` (and the other ``--hf-memory.*`` options of
+  :class:`~longpos.memory.placement.MemoryConfig`) adds FwPKM / static PKM layers to it.
 
 A rerun with the same ``--out`` resumes from ``out/checkpoint`` exactly.
 """
@@ -25,6 +27,7 @@ from typing import cast
 import torch
 
 from longpos.config import ModelConfig
+from longpos.memory.placement import MemoryConfig
 from longpos.train.config import TrainConfig
 
 
@@ -48,6 +51,9 @@ class TrainArgs:
     """A local Hugging Face model folder to train instead of a native model (longpos[hf])."""
     hf_plan: str | None = None
     """Per-layer plan to convert --hf-model to (rope | nope | r2n1 | n2r1 | repo | list)."""
+    hf_memory: MemoryConfig = field(default_factory=MemoryConfig)
+    """FwPKM / static PKM layers to add to --hf-model (kind none: keep its memory as is;
+    placed like --model.memory; pswa_prob must stay 0)."""
     parallel: str = "ddp"
     """Under torchrun: ddp | fsdp."""
     resume: bool = True
@@ -85,14 +91,19 @@ def build_hf_model(args: TrainArgs) -> tuple[torch.nn.Module, list[str]]:
     if args.drope and args.hf_plan is not None:
         raise ValueError("--drope already sets every layer to NoPE: drop --hf-plan")
     assert args.hf_model is not None  # build_model calls this only with --hf-model set
+    if args.model.memory.enabled:
+        raise ValueError("--model.memory.* configures native models: use --hf-memory.* instead")
     model = hf.load_hf_model(args.hf_model)
-    had = {n for n, _ in hf.repo_parameters(model)}  # trained RePo weights already there
+    had = {id(p) for p in model.parameters()}  # trained weights already there
     if args.hf_plan is not None:
         hf.apply_longpos(model, args.hf_plan)
+    if args.hf_memory.enabled:
+        hf.apply_longpos(model, None, memory=args.hf_memory)
     if args.drope:
         qk = None if args.drope_qk_norm == "none" else args.drope_qk_norm
         hf.drop_positions(model, qk_norm=qk)
-    fresh = [n for n, _ in hf.repo_parameters(model) if n not in had]
+    new = [*hf.repo_parameters(model), *hf.memory_parameters(model)]
+    fresh = [n for n, p in new if id(p) not in had]
     return model, fresh
 
 
