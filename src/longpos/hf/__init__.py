@@ -24,8 +24,8 @@ Conversion (in place; returns the same model; every pretrained weight is kept)
         before the attention of ``layers`` and / or static PKMs replacing (or added
         to) the MLP, placed exactly as in the reference model; None keeps the
         current memory, ``MemoryConfig()`` removes it (not a PKM that replaced an
-        MLP). ``apply_longpos(model, None, memory=cfg)`` only adds memory. The only
-        exceptions: no pSWA (``pswa_prob`` must be 0); the state is per sequence.
+        MLP). ``apply_longpos(model, None, memory=cfg)`` only adds memory. Not
+        supported: pSWA (``pswa_prob`` must be 0).
     set_rope(model, rope) -> model             change RoPE scaling only
     drop_positions(model, *, qk_norm=None)    DroPE: NoPE everywhere, optional q/k/qk
                                               full-width RMSNorm (not for Qwen3/OLMo2)

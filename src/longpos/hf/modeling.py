@@ -9,6 +9,10 @@ layers from the config before the weights load. Both are registered with
 ``AutoConfig`` / ``AutoModelForCausalLM`` when :mod:`longpos.hf` is imported, so
 ``AutoModelForCausalLM.from_pretrained(path)`` restores a converted model exactly,
 offline and without ``trust_remote_code`` (``spec/hf-integration.md`` §9).
+
+Memory layers (FwPKM, arXiv 2601.00671; static PKM, arXiv 1907.05242) are rebuilt the
+same way from ``config.longpos_memory`` (:mod:`longpos.hf.memory`); the causal LM's
+``forward`` carries their fast-weight state on the KV cache and runs iterative reading.
 """
 
 from __future__ import annotations
@@ -154,9 +158,11 @@ class LongposCausalLMMixin:
         return inputs
 
     def _prepare_cache_for_generation(
-        self, generation_config: Any, model_kwargs: dict, *args: Any
+        self, generation_config: Any, model_kwargs: dict, *args: Any, **kwargs: Any
     ) -> Any:
-        result = super()._prepare_cache_for_generation(generation_config, model_kwargs, *args)  # type: ignore[misc]
+        result = super()._prepare_cache_for_generation(  # type: ignore[misc]
+            generation_config, model_kwargs, *args, **kwargs
+        )
         cache = model_kwargs.get("past_key_values")
         if type(cache) is DynamicCache and fwpkm_layer_indices(self):  # type: ignore[arg-type]
             cache.__class__ = LongposMemoryCache  # same object, plus fast-weight bookkeeping
