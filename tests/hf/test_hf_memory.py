@@ -291,6 +291,26 @@ def test_load_hf_model_adds_memory_to_a_stock_folder(tmp_path):
     assert memory_config(again) == memory
 
 
+def test_memory_missing_from_a_checkpoint_gets_its_own_init(tmp_path):
+    stock = tiny_model("llama")
+    stock.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    memory = MemoryConfig(**{**LAYOUTS["fwpkm+pkm-add"], "fwpkm": {**FW, "sqrt_n": 32}})
+    config.update(model_type="llama_longpos", longpos_memory=memory.to_dict())
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path).requires_grad_(False)
+    fw, pkm = loaded.model.layers[1].fwpkm, loaded.model.layers[2].mlp.pkm
+    assert abs(float(fw.init_values.std()) - FW["d_v"] ** -0.5) < 0.02  # N(0, d_v^-1/2)
+    assert float(fw.init_keys.abs().max()) <= FW["d_k"] ** -0.5  # U(+-1/sqrt(d_k))
+    assert float(fw.q_proj.weight.abs().max()) <= 32**-0.5  # U(+-1/sqrt(fan_in))
+    assert torch.equal(fw.q_norm.weight, torch.ones(32))
+    bound = FW["d_v"] ** -0.5 / 6**0.5  # output projection divided by sqrt(2 L)
+    assert 0.5 * bound < float(fw.o_proj.weight.abs().max()) <= bound
+    assert torch.isfinite(pkm.values).all() and float(pkm.values.std()) > 0.1
+    for name, value in stock.state_dict().items():  # every pretrained tensor loaded
+        assert torch.equal(loaded.state_dict()[name], value), name
+
+
 def test_memory_can_be_removed_and_replaced():
     model = memory_model("llama", "fwpkm")
     fw = model.model.layers[0].fwpkm
