@@ -9,10 +9,11 @@ from longpos.tasks import (
     Sample,
     TooShortError,
     generate_sample,
+    get_task,
     list_tasks,
 )
 
-TEXT_TASKS = [t for t in list_tasks() if not t.startswith("qa") and t != "mqar"]
+TEXT_TASKS = [t for t in list_tasks() if not t.startswith("qa") and get_task(t).text_fn]
 RETRIEVAL = [t for t in TEXT_TASKS if t.startswith(("niah", "passkey", "vt", "cwe", "fwe"))]
 TOL = 0.03  # samples are within 3% (or one long word) of the target
 

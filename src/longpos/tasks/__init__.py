@@ -5,12 +5,16 @@
 - MQAR (Zoology, arXiv 2312.04927), token level: :mod:`longpos.tasks.mqar`;
 - NLGraph-like graph reasoning (arXiv 2305.10037): :mod:`longpos.tasks.graphs`;
 - HybridQA-like table QA (arXiv 2004.07347): :mod:`longpos.tasks.tables`;
+- token-level structured data for tiny models: ``table_tokens``
+  (:mod:`longpos.tasks.table_tokens`) and ``graph_tokens`` (:mod:`longpos.tasks.graph_tokens`);
 - the symbolic vocabulary, token-level samples and training batches:
   :mod:`longpos.tasks.symbolic`; metrics: :mod:`longpos.tasks.metrics`.
 
 ``generate_sample(task, length, tokenizer=..., seed=..., depth=...)`` is the entry point.
 """
 
+# graph_tokens / table_tokens: importing them registers the token-level structured tasks.
+from longpos.tasks import graph_tokens, table_tokens  # noqa: F401
 from longpos.tasks.base import (
     NeedleSpan,
     Sample,

@@ -36,6 +36,7 @@ __all__ = [
     "TokenInstance",
     "make_token_example",
     "make_token_batch",
+    "register_token_example",
 ]
 
 MARKERS: tuple[str, ...] = (
@@ -481,6 +482,22 @@ def token_sample(
 niah_tokens = vt_tokens = cwe_tokens = fwe_tokens = qa_tokens = passkey_tokens = token_sample
 
 
+ExampleFn = Callable[[int, int, Any, bool], tuple[list[int], list[bool]]]
+"""``(length, seed, config, dense) -> (ids, mask)``: a task's own training-example layout."""
+
+TOKEN_EXAMPLES: dict[str, ExampleFn] = {}
+"""Task name -> training-example function, for token-level-only tasks with their own layout
+(:mod:`longpos.tasks.table_tokens`, :mod:`longpos.tasks.graph_tokens`); see
+:func:`register_token_example`."""
+
+
+def register_token_example(task: str, fn: ExampleFn) -> None:
+    """Make :func:`make_token_example` (and so training batches) use ``fn`` for ``task``."""
+    if task in TOKEN_EXAMPLES:
+        raise ValueError(f"task {task!r} already has a token-level training example")
+    TOKEN_EXAMPLES[task] = fn
+
+
 def make_token_example(
     task: str, length: int, seed: int, *, dense: bool = True, **options: Any
 ) -> tuple[list[int], list[bool]]:
@@ -490,6 +507,9 @@ def make_token_example(
     answer token, i.e. the loss at logits position ``t - 1`` predicting ``ids[t]`` counts.
     """
     spec = get_task(task)
+    example = TOKEN_EXAMPLES.get(spec.name)
+    if example is not None:
+        return example(length, seed, spec.make_config(options), dense)
     if spec.family == "mqar":
         from longpos.tasks.mqar import mqar_example
 

@@ -9,6 +9,7 @@ tokens whose prediction is the task's answer (``None`` for plain language modell
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import random
 from typing import Any, Protocol
@@ -32,8 +33,39 @@ class DataSource(Protocol):
     ) -> tuple[torch.Tensor, torch.Tensor | None]: ...
 
 
+def options_per_task(tasks: list[str], options: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Split one options dict of a task mixture into each task's own options.
+
+    A mixture shares one dict (e.g. ``{"num_symbols": 64, "num_kv_pairs": 8}`` for
+    ``mqar,table_tokens``): each task receives the keys that are fields of its config and
+    ignores the others. A key that is a field of no task in the mixture is an error.
+    """
+    from longpos.tasks import get_task
+
+    per: dict[str, dict[str, Any]] = {}
+    used: set[str] = set()
+    fields: set[str] = set()
+    for t in tasks:
+        names = {f.name for f in dataclasses.fields(get_task(t).config_cls)}
+        per[t] = {k: v for k, v in options.items() if k in names}
+        used |= set(per[t])
+        fields |= names
+    unknown = sorted(set(options) - used)
+    if unknown:
+        raise ValueError(
+            f"unknown option(s) {unknown} in data.options: not an option of any task in "
+            f"{tasks}; valid: {sorted(fields)}"
+        )
+    return per
+
+
 class TaskSource:
-    """Token-level tasks of the suite (symbolic vocabulary), dense answer masks."""
+    """Token-level tasks of the suite (symbolic vocabulary), dense answer masks.
+
+    ``options`` is shared by the tasks of a mixture; each task gets only its own keys
+    (:func:`options_per_task`), so all tasks must agree on ``num_symbols`` to share one
+    vocabulary (the model's vocabulary is the largest one).
+    """
 
     def __init__(self, tasks: list[str], options: dict, seed: int = 0):
         from longpos.tasks.symbolic import vocab_for
@@ -42,8 +74,9 @@ class TaskSource:
             raise ValueError("data.tasks is empty: name at least one token-level task")
         self.tasks = tasks
         self.options = options
+        self.task_options = options_per_task(tasks, options)
         self.seed = seed
-        self.vocab_size = max(vocab_for(t, **options).vocab_size for t in tasks)
+        self.vocab_size = max(vocab_for(t, **self.task_options[t]).vocab_size for t in tasks)
 
     def batch(
         self, step: int, batch_size: int, length: int, split: str = "train"
@@ -57,7 +90,9 @@ class TaskSource:
         for t, task in enumerate(self.tasks):
             rows = [i for i, c in enumerate(choice) if c == t]
             if rows:
-                part_ids, part_mask = make_token_batch(task, length, len(rows), rng, **self.options)
+                part_ids, part_mask = make_token_batch(
+                    task, length, len(rows), rng, **self.task_options[task]
+                )
                 ids[rows], mask[rows] = part_ids, part_mask
         return ids, mask
 

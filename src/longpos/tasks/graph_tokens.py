@@ -1,0 +1,223 @@
+"""Token-level graph following, ``graph_tokens``: a directed edge list over node symbols.
+
+Token level only (for tiny from-scratch models; the text graph tasks are in
+:mod:`longpos.tasks.graphs`). It imitates NLGraph-style graph reasoning over a linearised
+edge list (arXiv 2305.10037), where RePo (arXiv 2512.14391) reports gains on linearised
+graphs, in the dense symbolic style of Zoology's MQAR (arXiv 2312.04927); ``hops=2`` is
+multi-hop reasoning (the model must look up the edge of the node it found).
+
+Layout::
+
+    BOS  KEY a b SEP  [filler]  KEY c d SEP ... [filler]  QUERY a ANS b  QUERY c ANS d ...
+
+- an edge ``a -> b`` is ``KEY a b SEP`` (4 tokens; the ``KEY`` marker opens a record); the
+  edges are listed in random order;
+- the graph is a random functional graph on ``nodes`` distinct content symbols: the nodes are
+  split into directed cycles of length >= 3, so every node has exactly one successor (the
+  answer is unique) and, with 2 hops, the answer differs from the asked node and its
+  successor;
+- a question is ``QUERY a ANS`` and its answer is ``succ(a)`` (``hops=1``) or
+  ``succ(succ(a))`` (``hops=2``), one token;
+- filler is i.i.d. random content symbols; ``filler="between"`` scatters it at random between
+  the edges, ``filler="after"`` puts it in one block between the edges and the questions.
+
+Nodes: ``nodes=None`` sizes the edge list to about half the sequence (``((length - 1) // 2)
+// 4`` nodes, at least 3, at most ``num_symbols``), so longer sequences get larger graphs;
+``nodes=n`` fixes the graph, so a longer eval length adds only filler noise.
+
+Training (:func:`graph_example`, dense supervision): edges and filler take the first half of
+the sequence, questions about random nodes (with replacement) the second half; every answer
+token is marked. An eval sample has the same graph size at the same length, filler for the
+rest, and one question at the very end (metric ``token_accuracy``); ``depth`` picks where the
+first edge used sits in the edge list (0 = first edge, 1 = last edge). Its needles are one
+``needle`` span per edge used (in hop order), ``key`` on the asked node as the source of the
+first edge and ``value`` on the answer as the target of the last edge.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any
+
+from longpos.tasks import _token_records as rec
+from longpos.tasks.base import NeedleSpan, Sample, TaskSpec, derive_seed, register_task
+from longpos.tasks.symbolic import (
+    ANS,
+    BOS,
+    KEY,
+    QUERY,
+    SEP,
+    SymbolicVocab,
+    register_token_example,
+)
+
+__all__ = ["GraphTokensConfig", "graph_example", "random_cycles"]
+
+NAME = "graph_tokens"
+EDGE_LEN = 4
+"""``KEY a b SEP``."""
+QA_LEN = 4
+"""``QUERY a ANS b``."""
+MIN_CYCLE = 3
+
+
+@dataclass
+class GraphTokensConfig:
+    """Options of ``graph_tokens``."""
+
+    num_symbols: int = 512
+    """Content symbols (vocabulary = 16 markers + num_symbols)."""
+    nodes: int | None = None
+    """Nodes (= edges); ``None``: about half the sequence, ``((length - 1) // 2) // 4`` nodes
+    (at least 3, at most ``num_symbols``); an int fixes the graph at every length."""
+    hops: int = 1
+    """Edges to follow per question: 1 (successor) or 2 (successor of the successor)."""
+    filler: str = "between"
+    """Where the random-symbol filler goes: ``between`` the edges (scattered at random) or
+    ``after`` the edge list (one block before the question)."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.num_symbols, int) or not 8 <= self.num_symbols <= 1_000_000:
+            raise ValueError(
+                f"graph_tokens: num_symbols must be an int in [8, 1000000], "
+                f"got {self.num_symbols!r}"
+            )
+        if self.nodes is not None and not (
+            isinstance(self.nodes, int) and MIN_CYCLE <= self.nodes <= self.num_symbols
+        ):
+            raise ValueError(
+                f"graph_tokens: nodes must be None or an int in [3, num_symbols = "
+                f"{self.num_symbols}], got {self.nodes!r}"
+            )
+        if self.hops not in (1, 2) or isinstance(self.hops, bool):
+            raise ValueError(f"graph_tokens: hops must be 1 or 2, got {self.hops!r}")
+        if self.filler not in rec.FILLER_MODES:
+            raise ValueError(
+                f"graph_tokens: filler must be one of {rec.FILLER_MODES}, got {self.filler!r}"
+            )
+
+    @property
+    def vocab(self) -> SymbolicVocab:
+        return SymbolicVocab(self.num_symbols)
+
+    def nodes_for(self, length: int) -> int:
+        if self.nodes is not None:
+            return self.nodes
+        return min(self.num_symbols, max(MIN_CYCLE, ((length - 1) // 2) // EDGE_LEN))
+
+
+def random_cycles(nodes: list[int], rng: random.Random) -> dict[int, int]:
+    """Successor map of a random split of ``nodes`` (>= 3) into directed cycles of length >= 3."""
+    order = list(nodes)
+    rng.shuffle(order)
+    succ: dict[int, int] = {}
+    i = 0
+    while i < len(order):
+        left = len(order) - i
+        k = left if left < 2 * MIN_CYCLE else rng.randint(MIN_CYCLE, left - MIN_CYCLE)
+        cyc = order[i : i + k]
+        for j, a in enumerate(cyc):
+            succ[a] = cyc[(j + 1) % k]
+        i += k
+    return succ
+
+
+@dataclass
+class _Built:
+    ids: list[int]
+    mask: list[bool]
+    starts: dict[int, int]
+    """Offset in ``ids`` of the edge leaving each node."""
+    last: int
+    """The node asked by the last question."""
+    filler: int
+    num_nodes: int
+
+
+def _build(
+    cfg: GraphTokensConfig, length: int, rng: random.Random, depth: float | None, dense: bool
+) -> _Built:
+    v = cfg.vocab
+    n = cfg.nodes_for(length)
+    filler, n_q = rec.budget(NAME, length, n, EDGE_LEN, QA_LEN, dense)
+    nodes = [v.sym(i) for i in rng.sample(range(v.num_symbols), n)]
+    succ = random_cycles(nodes, rng)
+    sources = list(nodes)
+    rng.shuffle(sources)  # edge order
+    edges = [[KEY, a, succ[a], SEP] for a in sources]
+    ctx, offs = rec.render(edges, rec.gaps(rng, n, filler, cfg.filler), v, rng)
+    starts = {a: o + 1 for a, o in zip(sources, offs, strict=True)}
+    ids = [BOS, *ctx]
+    mask = [False] * len(ids)
+    a = sources[0]
+    for _ in range(n_q):
+        if not dense and depth is not None:
+            a = sources[min(n - 1, round(depth * (n - 1)))]
+        else:
+            a = rng.choice(sources)
+        b = a
+        for _ in range(cfg.hops):
+            b = succ[b]
+        ids += [QUERY, a, ANS, b]
+        mask += [False, False, False, True]
+    assert len(ids) == length, (len(ids), length)
+    return _Built(ids, mask, starts, a, filler, n)
+
+
+def graph_example(
+    length: int, seed: int, cfg: GraphTokensConfig, dense: bool = True
+) -> tuple[list[int], list[bool]]:
+    """One training sequence ``(ids, mask)`` of exactly ``length`` tokens.
+
+    ``dense=True``: many questions, every answer token marked; ``dense=False``: the eval
+    layout (one question at the end).
+    """
+    b = _build(cfg, length, random.Random(derive_seed(NAME, seed, dense)), None, dense)
+    return b.ids, b.mask
+
+
+def _graph_tokens(
+    spec: TaskSpec, *, length: int, seed: int, depth: float | None, options: dict[str, Any]
+) -> Sample:
+    cfg: GraphTokensConfig = spec.make_config(options)
+    b = _build(cfg, length, random.Random(derive_seed(NAME + "-eval", seed)), depth, False)
+    prompt, answer = b.ids[:-1], b.ids[-1:]
+    path = [b.last]
+    for _ in range(cfg.hops):
+        path.append(b.ids[b.starts[path[-1]] + 2])
+    needles = [
+        NeedleSpan("needle", "", -1, -1, b.starts[x], b.starts[x] + EDGE_LEN) for x in path[:-1]
+    ]
+    first, last = b.starts[path[0]], b.starts[path[-2]]
+    needles += [
+        NeedleSpan("key", "", -1, -1, first + 1, first + 2),
+        NeedleSpan("value", "", -1, -1, last + 2, last + 3),
+    ]
+    ordered = sorted(b.starts.values())
+    v = cfg.vocab
+    return Sample(
+        task=spec.name, level="token", seed=seed, target_length=length, prompt_ids=prompt,
+        answers=[v.decode(answer)], metric="token_accuracy", tokens_to_generate=1,
+        answer_ids=[answer], depth=ordered.index(first) / max(1, b.num_nodes - 1),
+        needles=needles,
+        meta={"family": spec.family, "vocab_size": v.vocab_size, "num_symbols": v.num_symbols,
+              "context_token_span": [1, length - 1 - (QA_LEN - 1)], "nodes": b.num_nodes,
+              "hops": cfg.hops, "filler_tokens": b.filler, "path": path},
+    )  # fmt: skip
+
+
+register_task(
+    TaskSpec(
+        name=NAME,
+        family="graph",
+        metric="token_accuracy",
+        config_cls=GraphTokensConfig,
+        defaults={},
+        text_fn=None,
+        token_fn=_graph_tokens,
+        description="edge list of a functional graph: QUERY a ANS -> 1- or 2-hop successor "
+        "(token level, dense)",
+    )
+)
+register_token_example(NAME, graph_example)

@@ -1,0 +1,208 @@
+"""Token-level table lookup, ``table_tokens``: a linearised table over symbols.
+
+Token level only (for tiny from-scratch models; the text version is ``table_lookup`` in
+:mod:`longpos.tasks.tables`). It imitates the linearised tables of HybridQA-style table QA
+(arXiv 2004.07347), where RePo (arXiv 2512.14391) reports gains on linearised tables and
+graphs, in the dense symbolic style of Zoology's MQAR (arXiv 2312.04927): keys and values come
+from disjoint symbol ranges and training asks many questions per sequence.
+
+Layout, with ``C = cols`` (here ``C = 2``)::
+
+    BOS  KEY r1 c0 v c1 v SEP  [filler]  KEY r2 c0 v c1 v SEP ... [filler]  QUERY r c ANS v ...
+
+- a row is ``KEY r c0 v_0 .. c_{C-1} v_{C-1} SEP`` (``3 + 2C`` tokens; the ``KEY`` marker
+  opens a record); every row lists the columns in the same order;
+- symbols, with ``N = num_symbols``: column ids are the fixed symbols ``s0 .. s{C-1}`` (the
+  first 8 symbols are reserved for columns), row keys are distinct symbols from
+  ``s8 .. s{N//2 - 1}``, cell values are drawn with replacement from ``s{N//2} .. s{N-1}``
+  (MQAR's value half);
+- a question is ``QUERY r c ANS`` and its answer is the one cell value ``v`` of row ``r``,
+  column ``c``;
+- filler is i.i.d. random content symbols; ``filler="between"`` scatters it at random between
+  the rows, ``filler="after"`` puts it in one block between the table and the questions.
+
+Rows: ``rows=None`` sizes the table to about half the sequence (``((length - 1) // 2) //
+(3 + 2C)`` rows, at most the number of distinct keys), so longer sequences get larger tables;
+``rows=R`` fixes the table size, so a longer eval length adds only filler noise (longer context,
+same table).
+
+Training (:func:`table_example`, dense supervision): the table and filler take the first half
+of the sequence and questions about random (row, column) pairs, drawn with replacement, fill
+the second half; every answer token is marked in the mask. An eval sample has the same table
+at the same length, filler for the rest, and exactly one question at the very end (metric
+``token_accuracy``); ``depth`` picks the asked row (0 = first row, 1 = last row).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any
+
+from longpos.tasks import _token_records as rec
+from longpos.tasks.base import NeedleSpan, Sample, TaskSpec, derive_seed, register_task
+from longpos.tasks.symbolic import (
+    ANS,
+    BOS,
+    KEY,
+    QUERY,
+    SEP,
+    SymbolicVocab,
+    register_token_example,
+)
+
+__all__ = ["TableTokensConfig", "table_example"]
+
+NAME = "table_tokens"
+MAX_COLS = 8
+"""Symbols ``s0 .. s7`` are the column ids."""
+QA_LEN = 5
+"""``QUERY r c ANS v``."""
+
+
+@dataclass
+class TableTokensConfig:
+    """Options of ``table_tokens``."""
+
+    num_symbols: int = 512
+    """Content symbols (vocabulary = 16 markers + num_symbols), at least 32."""
+    rows: int | None = None
+    """Table rows; ``None``: about half the sequence, ``((length - 1) // 2) // (3 + 2 * cols)``
+    rows (at most ``num_symbols // 2 - 8``); an int fixes the table at every length."""
+    cols: int = 2
+    """Columns per row, in [1, 8]."""
+    filler: str = "between"
+    """Where the random-symbol filler goes: ``between`` the rows (scattered at random) or
+    ``after`` the table (one block before the question)."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.num_symbols, int) or not 32 <= self.num_symbols <= 1_000_000:
+            raise ValueError(
+                f"table_tokens: num_symbols must be an int in [32, 1000000], "
+                f"got {self.num_symbols!r}"
+            )
+        if not isinstance(self.cols, int) or not 1 <= self.cols <= MAX_COLS:
+            raise ValueError(f"table_tokens: cols must be an int in [1, 8], got {self.cols!r}")
+        if self.rows is not None and not (
+            isinstance(self.rows, int) and 1 <= self.rows <= self.max_rows
+        ):
+            raise ValueError(
+                f"table_tokens: rows must be None or an int in [1, num_symbols // 2 - 8 = "
+                f"{self.max_rows}], got {self.rows!r}"
+            )
+        if self.filler not in rec.FILLER_MODES:
+            raise ValueError(
+                f"table_tokens: filler must be one of {rec.FILLER_MODES}, got {self.filler!r}"
+            )
+
+    @property
+    def vocab(self) -> SymbolicVocab:
+        return SymbolicVocab(self.num_symbols)
+
+    @property
+    def max_rows(self) -> int:
+        """Distinct row keys available: symbols ``s8 .. s{num_symbols // 2 - 1}``."""
+        return self.num_symbols // 2 - MAX_COLS
+
+    @property
+    def row_len(self) -> int:
+        return 3 + 2 * self.cols
+
+    def rows_for(self, length: int) -> int:
+        if self.rows is not None:
+            return self.rows
+        return min(self.max_rows, max(1, ((length - 1) // 2) // self.row_len))
+
+
+@dataclass
+class _Built:
+    ids: list[int]
+    mask: list[bool]
+    starts: list[int]
+    """Offset of each row in ``ids``."""
+    last: tuple[int, int]
+    """(row, column) of the last question."""
+    filler: int
+
+
+def _build(
+    cfg: TableTokensConfig, length: int, rng: random.Random, depth: float | None, dense: bool
+) -> _Built:
+    v = cfg.vocab
+    n_rows = cfg.rows_for(length)
+    filler, n_q = rec.budget(NAME, length, n_rows, cfg.row_len, QA_LEN, dense)
+    half = v.num_symbols // 2
+    keys = [v.sym(i) for i in rng.sample(range(MAX_COLS, half), n_rows)]
+    col_ids = [v.sym(j) for j in range(cfg.cols)]
+    cells = [[v.value_sym(rng) for _ in range(cfg.cols)] for _ in range(n_rows)]
+    rows = [
+        [KEY, k, *(t for c, x in zip(col_ids, row, strict=True) for t in (c, x)), SEP]
+        for k, row in zip(keys, cells, strict=True)
+    ]
+    ctx, starts = rec.render(rows, rec.gaps(rng, n_rows, filler, cfg.filler), v, rng)
+    ids = [BOS, *ctx]
+    mask = [False] * len(ids)
+    asked = (0, 0)
+    for _ in range(n_q):
+        if not dense and depth is not None:
+            r = min(n_rows - 1, round(depth * (n_rows - 1)))
+        else:
+            r = rng.randrange(n_rows)
+        c = rng.randrange(cfg.cols)
+        ids += [QUERY, keys[r], col_ids[c], ANS, cells[r][c]]
+        mask += [False, False, False, False, True]
+        asked = (r, c)
+    assert len(ids) == length, (len(ids), length)
+    return _Built(ids, mask, [s + 1 for s in starts], asked, filler)
+
+
+def table_example(
+    length: int, seed: int, cfg: TableTokensConfig, dense: bool = True
+) -> tuple[list[int], list[bool]]:
+    """One training sequence ``(ids, mask)`` of exactly ``length`` tokens.
+
+    ``dense=True``: many questions, every answer token marked; ``dense=False``: the eval
+    layout (one question at the end).
+    """
+    b = _build(cfg, length, random.Random(derive_seed(NAME, seed, dense)), None, dense)
+    return b.ids, b.mask
+
+
+def _table_tokens(
+    spec: TaskSpec, *, length: int, seed: int, depth: float | None, options: dict[str, Any]
+) -> Sample:
+    cfg: TableTokensConfig = spec.make_config(options)
+    b = _build(cfg, length, random.Random(derive_seed(NAME + "-eval", seed)), depth, False)
+    prompt, answer = b.ids[:-1], b.ids[-1:]
+    r, c = b.last
+    s = b.starts[r]
+    n_rows = len(b.starts)
+    needles = [
+        NeedleSpan("needle", "", -1, -1, s, s + cfg.row_len),
+        NeedleSpan("key", "", -1, -1, s + 1, s + 2),
+        NeedleSpan("value", "", -1, -1, s + 3 + 2 * c, s + 4 + 2 * c),
+    ]
+    v = cfg.vocab
+    return Sample(
+        task=spec.name, level="token", seed=seed, target_length=length, prompt_ids=prompt,
+        answers=[v.decode(answer)], metric="token_accuracy", tokens_to_generate=1,
+        answer_ids=[answer], depth=r / max(1, n_rows - 1), needles=needles,
+        meta={"family": spec.family, "vocab_size": v.vocab_size, "num_symbols": v.num_symbols,
+              "context_token_span": [1, length - 1 - (QA_LEN - 1)], "rows": n_rows,
+              "cols": cfg.cols, "filler_tokens": b.filler, "row": r, "col": c},
+    )  # fmt: skip
+
+
+register_task(
+    TaskSpec(
+        name=NAME,
+        family="table",
+        metric="token_accuracy",
+        config_cls=TableTokensConfig,
+        defaults={},
+        text_fn=None,
+        token_fn=_table_tokens,
+        description="linearised symbol table: QUERY row col ANS -> the cell (token level, dense)",
+    )
+)
+register_token_example(NAME, table_example)
