@@ -145,13 +145,20 @@ class ModelConfig:
     """DroPE's inference softmax temperature (off by default)."""
     norm_eps: float = 1e-6
     """RMSNorm epsilon (> 0)."""
-    tie_embeddings: bool = True
-    """Share the input embedding and the output projection."""
+    tie_embeddings: bool = False
+    """Share the input embedding and the output projection (with ``fan_in`` init, tied unit-std
+    embeddings make the first logits large: std ~ sqrt(d_model))."""
     init_scheme: str = "fan_in"
-    """Backbone init: fan_in (std 1/sqrt(fan_in); learns faster at tiny widths) | normal (std
-    ``init_std``). RePo projections always use the paper's truncated normal, std 0.02."""
+    """Backbone init: fan_in (linears std 1/sqrt(fan_in), embeddings std ``embed_std``; learns
+    retrieval far faster at tiny widths) | normal (everything std ``init_std``, GPT-2 / Llama
+    style). RePo projections always use the paper's truncated normal, std 0.02."""
     init_std: float = 0.02
-    """Std of embeddings (and of all linears when init_scheme is normal); > 0."""
+    """Std of embeddings and of all linears when init_scheme is normal; > 0."""
+    embed_std: float = 1.0
+    """Std of the token embeddings when init_scheme is fan_in; > 0. At 1 the token identity is
+    as large in the residual stream as the blocks' outputs; at 0.02 it is drowned by them and
+    tiny models stay on the copy-any-value plateau of retrieval (README, "How the demo was
+    calibrated")."""
     memory: MemoryConfig = field(default_factory=MemoryConfig)
     """Product-key memory layers (FwPKM before the mixer, static PKM in the MLP slot) of chosen
     blocks; none by default (then left out of the JSON). See ``longpos.memory.placement``."""
@@ -209,6 +216,8 @@ class ModelConfig:
             )
         if not self.init_std > 0:
             raise ValueError(f"init_std={self.init_std} must be > 0")
+        if not self.embed_std > 0:
+            raise ValueError(f"embed_std={self.embed_std} must be > 0")
         self.layer_plan()  # validates the plan
         self.memory.validate(self.d_model, self.n_layers)
 

@@ -312,15 +312,17 @@ class LongposLM(nn.Module):
     def init_weights(self, generator: torch.Generator | None = None) -> None:
         """Initialise every parameter (the one init of this model).
 
-        Embeddings: normal(0, init_std). Linears: truncated normal with std
-        1/sqrt(fan_in) (``fan_in``) or ``init_std`` (``normal``); output projections
+        Embeddings: normal(0, embed_std) (``fan_in``) or normal(0, init_std) (``normal``).
+        Linears: truncated normal with std 1/sqrt(fan_in) (``fan_in``) or ``init_std``
+        (``normal``); output projections
         of each residual branch are further divided by sqrt(2 * n_layers). Norm
         weights: 1. RePo assigners: the paper's truncated normal, std 0.02. Memory layers:
         their own ``reset_parameters`` (drawn from ``generator``), with their residual output
         projection divided by sqrt(2 * n_layers) like the others.
         """
         cfg = self.config
-        nn.init.normal_(self.embed.weight, 0.0, cfg.init_std, generator=generator)
+        embed_std = cfg.embed_std if cfg.init_scheme == "fan_in" else cfg.init_std
+        nn.init.normal_(self.embed.weight, 0.0, embed_std, generator=generator)
         residual_outputs = set()
         for block in self.blocks:
             residual_outputs.add(id(cast(Block, block).attn.o_proj.weight))

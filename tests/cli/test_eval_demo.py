@@ -59,7 +59,7 @@ def check_demo_folder(out, methods):
             cell = results["accuracy"][method][str(n)]
             assert 0.0 <= cell["accuracy"] <= 1.0 and cell["samples"] > 0
             assert cell["ci95"][0] <= cell["accuracy"] <= cell["ci95"][1]
-    assert results["setup"]["task"] == "niah_multikey_1"
+    assert results["setup"]["task"] == "mqar"
     report = (out / "report.md").read_text()
     assert "| method |" in report and all(f"| {m} |" in report for m in methods)
     assert (out / "accuracy_vs_length.png").read_bytes()[:4] == b"\x89PNG"
@@ -69,6 +69,16 @@ def check_demo_folder(out, methods):
     for method in methods:
         assert (out / "runs" / f"{method}-s0" / "model" / "model.safetensors").exists()
         assert (out / "runs" / f"{method}-s0" / "eval" / "samples.jsonl").exists()
+
+
+def test_needle_distance_uses_the_value_span_else_the_depth():
+    from longpos.demo import needle_distance
+
+    row = {"length": 128, "prompt_tokens": 127, "depth": 0.0,
+           "needles": [{"role": "key", "token_start": 3}, {"role": "value", "token_start": 4}]}  # fmt: skip
+    assert needle_distance(row) == 123.0
+    assert needle_distance({"length": 128, "depth": 0.25, "needles": []}) == 96.0
+    assert needle_distance({"length": 128, "needles": []}) is None
 
 
 def test_demo_writes_all_files_on_a_tiny_budget(tmp_path):

@@ -134,3 +134,22 @@ def test_bad_inputs_are_rejected(make_model):
         model.generate(ids(length=3), -1)
     with pytest.raises(ValueError, match="top_p"):
         model.generate(ids(length=3), 2, temperature=1.0, top_p=1.5)
+
+
+def test_init_scales_embeddings_by_scheme():
+    """fan_in: unit-std token embeddings next to 1/sqrt(fan_in) linears; normal: all init_std."""
+    from longpos.config import ModelConfig
+    from longpos.model import LongposLM
+
+    base = dict(vocab_size=4096, d_model=64, n_layers=2, n_heads=4, max_seq_len=32)
+    gen = torch.Generator().manual_seed(0)
+    fan_in = LongposLM(ModelConfig(**base), gen)
+    assert fan_in.embed.weight.std().item() == pytest.approx(1.0, rel=0.02)
+    assert fan_in.lm_head.weight is not fan_in.embed.weight  # untied by default
+    assert fan_in.lm_head.weight.std().item() == pytest.approx(64**-0.5, rel=0.05)
+    small = LongposLM(ModelConfig(**base, embed_std=0.1), gen)
+    assert small.embed.weight.std().item() == pytest.approx(0.1, rel=0.02)
+    normal = LongposLM(ModelConfig(**base, init_scheme="normal", embed_std=5.0), gen)
+    assert normal.embed.weight.std().item() == pytest.approx(0.02, rel=0.02)  # init_std
+    with pytest.raises(ValueError, match="embed_std"):
+        ModelConfig(**base, embed_std=0.0)

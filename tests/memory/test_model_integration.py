@@ -284,7 +284,9 @@ def test_memory_param_groups_and_trainer(tmp_path) -> None:
     ],
 )
 def test_config_without_memory_is_unchanged(plan, weight_abs_sum, last_logits) -> None:
-    cfg = ModelConfig(vocab_size=61, d_model=32, n_layers=3, n_heads=4, max_seq_len=32, plan=plan)
+    # The defaults of that commit (tied embeddings of std 0.02), stated explicitly.
+    cfg = ModelConfig(vocab_size=61, d_model=32, n_layers=3, n_heads=4, max_seq_len=32, plan=plan,
+                      tie_embeddings=True, embed_std=0.02)  # fmt: skip
     assert "memory" not in cfg.to_dict()  # JSON exactly as before
     assert ModelConfig.from_dict(cfg.to_dict()) == cfg
     explicit = ModelConfig.from_dict({**cfg.to_dict(), "memory": {"kind": "none"}})
