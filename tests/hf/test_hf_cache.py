@@ -11,6 +11,7 @@ from hf_helpers import FAMILY_NAMES, spread_repo, tiny_model, token_ids
 from transformers import DynamicCache
 
 from longpos.hf import apply_longpos, drop_positions, greedy_generate, set_temperature
+from longpos.hf.compat import CACHE_KWARG
 from longpos.positions.scaling import RopeConfig
 
 YARN = RopeConfig(theta=10_000.0, scaling="yarn", factor=4.0, original_length=8)
@@ -62,10 +63,10 @@ def chunked_and_full(model, ids):
     with torch.no_grad():
         full = model(input_ids=ids, use_cache=False).logits  # (B, T, V)
         cache = DynamicCache(config=model.config)
-        parts = [model(input_ids=ids[:, :11], past_key_values=cache, use_cache=True).logits]
-        parts.append(model(input_ids=ids[:, 11:15], past_key_values=cache, use_cache=True).logits)
+        parts = [model(input_ids=ids[:, :11], **{CACHE_KWARG: cache}, use_cache=True).logits]
+        parts.append(model(input_ids=ids[:, 11:15], **{CACHE_KWARG: cache}, use_cache=True).logits)
         for t in range(15, ids.shape[1]):
-            step = model(input_ids=ids[:, t : t + 1], past_key_values=cache, use_cache=True)
+            step = model(input_ids=ids[:, t : t + 1], **{CACHE_KWARG: cache}, use_cache=True)
             parts.append(step.logits)
     assert cache.get_seq_length() == ids.shape[1]
     return torch.cat(parts, dim=1), full

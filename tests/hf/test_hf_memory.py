@@ -39,6 +39,7 @@ from longpos.hf import (
     memory_parameters,
     memory_states,
 )
+from longpos.hf.compat import CACHE_KWARG, output_cache
 from longpos.hf.memory import MemoryRun
 from longpos.memory import FwPKMLayer, StaticPKM
 
@@ -68,7 +69,7 @@ def split_forward(model, ids: torch.Tensor, cuts: list[int], **kwargs):
     bounds = [0, *cuts, ids.shape[1]]
     with torch.no_grad():
         parts = [
-            model(input_ids=ids[:, a:b], past_key_values=cache, **kwargs).logits
+            model(input_ids=ids[:, a:b], **{CACHE_KWARG: cache}, **kwargs).logits
             for a, b in zip(bounds[:-1], bounds[1:], strict=True)
         ]
     return torch.cat(parts, 1), cache
@@ -141,9 +142,9 @@ def test_float32_cache_equivalence_with_default_cache():
     full = logits(model, ids)
     with torch.no_grad():
         first = model(input_ids=ids[:, :9])  # use_cache defaults to True: a memory cache
-        assert isinstance(first.past_key_values, LongposMemoryCache)
+        assert isinstance(output_cache(first), LongposMemoryCache)
         rest = [
-            model(input_ids=ids[:, t : t + 1], past_key_values=first.past_key_values).logits
+            model(input_ids=ids[:, t : t + 1], **{CACHE_KWARG: output_cache(first)}).logits
             for t in range(9, 18)
         ]
     torch.testing.assert_close(torch.cat([first.logits, *rest], 1), full, atol=1e-5, rtol=1e-5)
@@ -155,7 +156,7 @@ def test_memory_state_does_not_grow_with_length():
     sizes = []
     with torch.no_grad():
         for step in range(12 * CHUNK):
-            model(input_ids=token_ids(batch=1, length=1, seed=step), past_key_values=cache)
+            model(input_ids=token_ids(batch=1, length=1, seed=step), **{CACHE_KWARG: cache})
             if step + 1 in (2 * CHUNK, 12 * CHUNK):
                 states = memory_states(cache).values()
                 sizes.append(
@@ -219,7 +220,7 @@ def test_read_passes_equal_manual_write_passes_and_are_cache_consistent():
     prefill, cache = split_forward(model, ids, [], read_passes=2)
     torch.testing.assert_close(prefill, twice, atol=1e-10, rtol=1e-10)
     with pytest.raises(ValueError, match="empty cache"):
-        model(input_ids=ids[:, :1], past_key_values=cache, read_passes=2)
+        model(input_ids=ids[:, :1], **{CACHE_KWARG: cache}, read_passes=2)
 
 
 def test_read_passes_default_is_persisted_and_used_by_generate(tmp_path):

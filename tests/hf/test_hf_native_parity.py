@@ -8,6 +8,7 @@ from hf_helpers import VOCAB, logits, tiny_model, token_ids
 
 from longpos.config import ModelConfig
 from longpos.hf import apply_longpos, drop_positions, set_temperature
+from longpos.hf.compat import CACHE_KWARG
 from longpos.memory.placement import MemoryConfig
 from longpos.model import LongposLM
 
@@ -161,7 +162,7 @@ def test_native_and_qwen3_with_memory_agree_incrementally():
     with torch.no_grad():
         for a, b in [(0, 6), (6, 7), (7, 12), *((t, t + 1) for t in range(12, 17))]:
             got_n.append(native(ids[:, a:b], cache=cache_n).logits)
-            got_h.append(hf(input_ids=ids[:, a:b], past_key_values=cache_h).logits)
+            got_h.append(hf(input_ids=ids[:, a:b], **{CACHE_KWARG: cache_h}).logits)
     torch.testing.assert_close(torch.cat(got_h, 1), torch.cat(got_n, 1), atol=1e-10, rtol=1e-10)
     torch.testing.assert_close(torch.cat(got_h, 1), logits(hf, ids), atol=1e-10, rtol=1e-10)
     state_n, state_h = cache_n.memory[1], cache_h.longpos_memory[1]

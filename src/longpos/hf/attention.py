@@ -17,7 +17,7 @@ name. Its forward follows the stock one with one change: how q and k are rotated
   (:func:`~longpos.positions.rope.rope_cos_sin`), keys per KV head, queries with z
   repeated over their group.
 
-Keys are rotated **before** ``past_key_values.update``, so the cache holds rotated
+Keys are rotated **before** the cache's ``update``, so the cache holds rotated
 keys and each token's position is computed once. ``position_ids`` stay integers; the
 learned positions never pass through them (they would change the mask,
 ``spec/hf-integration.md`` §4). The registered attention function (eager, sdpa,
@@ -36,6 +36,7 @@ from torch import nn
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.models.llama.modeling_llama import eager_attention_forward
 
+from longpos.hf.compat import take_cache
 from longpos.hf.families import FAMILIES, Family
 from longpos.positions.repo import RePoAssigner
 from longpos.positions.rope import apply_rotary, rope_cos_sin
@@ -169,6 +170,7 @@ class LongposAttentionMixin:
         past_key_values: Any = None,
         **kwargs: Any,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        cache = take_cache(past_key_values, kwargs)  # `cache` from transformers 5.24 on
         family = self.longpos_family
         input_shape = hidden_states.shape[:-1]
         hidden_shape = (*input_shape, -1, self.head_dim)
@@ -220,14 +222,14 @@ class LongposAttentionMixin:
             c, train_length = dynamic
             seq = query.shape[2]
             if position_ids is None:
-                past = 0 if past_key_values is None else past_key_values.get_seq_length()
+                past = 0 if cache is None else cache.get_seq_length()
                 position_ids = torch.arange(past, past + seq, device=query.device)[None]
             ratio = (position_ids.to(torch.float32) + 1) / float(train_length)  # (B|1, T)
             beta = 1 + c * torch.log(ratio.clamp(min=1.0))
             query = query * beta[:, None, :, None].to(query.dtype)  # (B, H, T, D)
 
-        if past_key_values is not None:
-            key, value = past_key_values.update(key, value, self.layer_idx)
+        if cache is not None:
+            key, value = cache.update(key, value, self.layer_idx)
 
         attention_interface: Callable[..., Any] = ALL_ATTENTION_FUNCTIONS.get_interface(
             self.config._attn_implementation, eager_attention_forward

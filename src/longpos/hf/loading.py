@@ -19,6 +19,7 @@ from torch import nn
 from transformers import AutoModelForCausalLM
 
 from longpos.config import RePoConfig
+from longpos.hf.compat import CACHE_KWARG
 from longpos.hf.convert import apply_longpos, set_temperature
 from longpos.hf.families import family_of
 from longpos.hf.memory import LongposMemoryCache, default_read_passes, fwpkm_layer_indices
@@ -181,8 +182,8 @@ def greedy_generate(
         extra = {"read_passes": passes if i == 0 or not use_cache else 1} if memory else {}
         out = model(
             input_ids=step if use_cache else tokens,
-            past_key_values=cache,
             use_cache=use_cache,
+            **{CACHE_KWARG: cache},
             **extra,
         )
         nxt = int(out.logits[0, -1].argmax())

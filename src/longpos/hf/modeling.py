@@ -27,6 +27,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, DynamicCache
 from transformers import initialization as hf_init
 
 from longpos.hf.attention import ATTENTION_CLASSES, LongposAttentionMixin
+from longpos.hf.compat import CACHE_KWARG, take_cache
 from longpos.hf.families import FAMILIES, Family, decoder_layers
 from longpos.hf.memory import (
     MEMORY_KWARG,
@@ -103,22 +104,24 @@ class LongposCausalLMMixin:
         (no KV cache, each ending with one memory write), then the real pass; only at the
         start of a sequence (empty or no cache). ``memory_writes``: ``chunked`` (default: a
         write every ``chunk`` tokens of the stream) | ``end`` | ``none`` (frozen memory).
-        The fast weights live on the cache (``past_key_values.longpos_memory``); an
+        The fast weights live on the cache (``cache.longpos_memory``; the cache may be
+        passed as ``cache`` or, before transformers 5.24, ``past_key_values``); an
         ``attention_mask`` with padding is refused.
         """
         base = super().forward  # type: ignore[misc]
+        cache = take_cache(past_key_values, kwargs)  # `cache` from transformers 5.24 on
         inputs = dict(input_ids=input_ids, position_ids=position_ids, inputs_embeds=inputs_embeds)
         if not fwpkm_layer_indices(self):  # type: ignore[arg-type]
             return base(
-                attention_mask=attention_mask, past_key_values=past_key_values, labels=labels,
-                use_cache=use_cache, logits_to_keep=logits_to_keep, **inputs, **kwargs,
+                attention_mask=attention_mask, labels=labels, use_cache=use_cache,
+                logits_to_keep=logits_to_keep, **{CACHE_KWARG: cache}, **inputs, **kwargs,
             )  # fmt: skip
         passes, writes = check_memory_inputs(attention_mask, read_passes, memory_writes)
         use_cache = self.config.use_cache if use_cache is None else use_cache
-        if use_cache and past_key_values is None:
-            past_key_values = LongposMemoryCache(config=self.config)
-        states = {} if past_key_values is None else memory_states(past_key_values)
-        past = 0 if past_key_values is None else past_key_values.get_seq_length()
+        if use_cache and cache is None:
+            cache = LongposMemoryCache(config=self.config)
+        states = {} if cache is None else memory_states(cache)
+        past = 0 if cache is None else cache.get_seq_length()
         if past == 0:
             states.clear()  # a new sequence starts from the initial fast weights
         elif passes > 1:
@@ -132,25 +135,21 @@ class LongposCausalLMMixin:
                 **{MEMORY_KWARG: MemoryRun(states, "end")},
             )  # fmt: skip
         return base(
-            attention_mask=attention_mask, past_key_values=past_key_values, labels=labels,
-            use_cache=use_cache, logits_to_keep=logits_to_keep, **inputs,
+            attention_mask=attention_mask, labels=labels, use_cache=use_cache,
+            logits_to_keep=logits_to_keep, **{CACHE_KWARG: cache}, **inputs,
             **{MEMORY_KWARG: MemoryRun(states, writes)}, **kwargs,
         )  # fmt: skip
 
     def prepare_inputs_for_generation(
-        self,
-        input_ids: torch.Tensor,
-        past_key_values: Any = None,
-        inputs_embeds: torch.Tensor | None = None,
-        **kwargs: Any,
+        self, input_ids: torch.Tensor, **kwargs: Any
     ) -> dict[str, Any]:
         """``generate``: the prompt gets ``read_passes`` (default from the config), every
         cached step after it reads once."""
         inputs: dict[str, Any] = super().prepare_inputs_for_generation(  # type: ignore[misc]
-            input_ids, past_key_values=past_key_values, inputs_embeds=inputs_embeds, **kwargs
+            input_ids, **kwargs
         )
         if fwpkm_layer_indices(self):  # type: ignore[arg-type]
-            cache = inputs.get("past_key_values")
+            cache = inputs.get(CACHE_KWARG)
             if cache is not None and cache.get_seq_length() > 0:
                 inputs["read_passes"] = 1
             elif inputs.get("read_passes") is None:
@@ -163,7 +162,7 @@ class LongposCausalLMMixin:
         result = super()._prepare_cache_for_generation(  # type: ignore[misc]
             generation_config, model_kwargs, *args, **kwargs
         )
-        cache = model_kwargs.get("past_key_values")
+        cache = model_kwargs.get(CACHE_KWARG)
         if type(cache) is DynamicCache and fwpkm_layer_indices(self):  # type: ignore[arg-type]
             cache.__class__ = LongposMemoryCache  # same object, plus fast-weight bookkeeping
         return result
