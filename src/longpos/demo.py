@@ -33,7 +33,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -42,8 +42,44 @@ from longpos.io import atomic_write_json, atomic_write_text
 from longpos.train.config import DataConfig, OptimConfig, TrainConfig
 
 METHODS: tuple[str, ...] = ("rope", "nope", "r2n1", "repo", "drope")
-TASK = "mqar"
+DemoTask = Literal["mqar", "table_tokens", "graph_tokens"]
+TASK: DemoTask = "mqar"
 TASK_OPTIONS: dict[str, Any] = dict(num_symbols=64, num_kv_pairs=8)
+TASK_TITLES: dict[str, str] = {
+    TASK: "noisy multi-key retrieval",
+    "table_tokens": "table lookup in a linearised table",
+    "graph_tokens": "successor lookup in a linearised graph",
+}
+DEMO_TASKS: dict[str, dict[str, Any]] = {
+    TASK: TASK_OPTIONS,
+    # Structured data at the same scale: a 4-row, 2-column linearised table (8 cells) and
+    # an 8-node edge list, each in about half of L = 64 with filler between the records.
+    "table_tokens": dict(num_symbols=64, rows=4, cols=2, filler="between"),
+    "graph_tokens": dict(num_symbols=64, nodes=8, hops=1, filler="between"),
+}
+"""The token-level tasks the demo pipeline runs, with their fixed options (the default
+demo uses ``mqar``; ``benchmarks/reproduce.py`` adds the structured-data tasks)."""
+TASK_DESCRIPTIONS: dict[str, str] = {
+    TASK: "8 key-value pairs `k v` at the start, then queries `k v` at power-law gaps among"
+    " random symbols; training scores every queried value, a question asks one key at the end",
+    "table_tokens": "a linearised table, rows `KEY r c0 v c1 v SEP` with random filler"
+    " between them; training asks many `QUERY r c ANS` cells, a question asks one cell at the"
+    " end; longer evaluation lengths add filler, not rows",
+    "graph_tokens": "an edge list `KEY a b SEP` of a graph where every node has one successor,"
+    " with random filler between the edges; training asks many `QUERY a ANS` successors, a"
+    " question asks one at the end; longer evaluation lengths add filler, not edges",
+}
+
+
+def chance_levels(task: str) -> dict[str, float]:
+    """Accuracy of guessing: ``uniform_value`` (a random symbol of the answer range) and
+    ``copy_any_needle`` (the value of a random record: pair, table cell or edge)."""
+    opts = DEMO_TASKS[task]
+    symbols = opts["num_symbols"]
+    if task == "graph_tokens":  # answers are node symbols, drawn from all content symbols
+        return {"uniform_value": 1 / symbols, "copy_any_needle": 1 / opts["nodes"]}
+    records = opts["rows"] * opts["cols"] if task == "table_tokens" else opts["num_kv_pairs"]
+    return {"uniform_value": 1 / (symbols - symbols // 2), "copy_any_needle": 1 / records}
 
 
 @dataclass
@@ -61,10 +97,21 @@ class DemoPlan:
     drop_fraction: float = 0.875
     length_multipliers: tuple[int, ...] = (1, 2, 4)
     """Evaluation lengths as multiples of the training length."""
+    task: DemoTask = TASK
+    """The token-level task: ``mqar`` (the demo's retrieval task), ``table_tokens`` or
+    ``graph_tokens`` (structured data); each task's options are fixed in ``DEMO_TASKS``."""
+
+    def __post_init__(self) -> None:
+        if self.task not in DEMO_TASKS:
+            raise ValueError(f"task={self.task!r} is unknown; allowed: {', '.join(DEMO_TASKS)}")
+
+    @property
+    def task_options(self) -> dict[str, Any]:
+        return DEMO_TASKS[self.task]
 
     @classmethod
-    def quick(cls) -> DemoPlan:
-        return cls(steps=300, samples=40)
+    def quick(cls, task: DemoTask = TASK) -> DemoPlan:
+        return cls(steps=300, samples=40, task=task)
 
 
 @dataclass
@@ -101,14 +148,14 @@ def train_config(plan: DemoPlan, seed: int, steps: int) -> TrainConfig:
         steps=steps, batch_size=plan.batch_size, seq_len=plan.length, seed=seed,
         log_every=25, eval_every=0, eval_batches=2, progress=False, device="cpu",
         optim=OptimConfig(lr=plan.lr, warmup_steps=max(1, steps // 20)),
-        data=DataConfig(kind="task", tasks=TASK, options=json.dumps(TASK_OPTIONS)),
+        data=DataConfig(kind="task", tasks=plan.task, options=json.dumps(plan.task_options)),
     )  # fmt: skip
 
 
-def vocab_size() -> int:
+def vocab_size(plan: DemoPlan) -> int:
     from longpos.tasks.symbolic import vocab_for
 
-    return vocab_for(TASK, **TASK_OPTIONS).vocab_size
+    return vocab_for(plan.task, **plan.task_options).vocab_size
 
 
 # ------------------------------------------------------------------ one job (worker side)
@@ -123,7 +170,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     plan = DemoPlan(**job["plan"])
     method, seed, root = job["method"], job["seed"], Path(job["root"])
     start = time.perf_counter()
-    vocab = vocab_size()
+    vocab = vocab_size(plan)
     technique = "rope" if method == "drope" else method
     cfg = model_config(plan, technique, vocab)
     run_dir = root / f"{method}-s{seed}"
@@ -156,8 +203,8 @@ def evaluate_run(folder: Path, plan: DemoPlan, seed: int) -> Any:
     model = LongposEvalModel(load_model(folder / "model"))
     lengths = [plan.length * m for m in plan.length_multipliers]
     return run_eval(
-        model, [TASK], lengths, plan.samples, folder / "eval", seed=10_000 + seed,
-        task_options={TASK: TASK_OPTIONS}, progress=False,
+        model, [plan.task], lengths, plan.samples, folder / "eval", seed=10_000 + seed,
+        task_options={plan.task: plan.task_options}, progress=False,
     )  # fmt: skip
 
 
@@ -186,7 +233,7 @@ def steps_done(root: Path, names: list[str]) -> int:
 def run_demo(args: DemoArgs) -> dict[str, Any]:
     from tqdm.auto import tqdm
 
-    plan = DemoPlan.quick() if args.quick else args.plan
+    plan = DemoPlan.quick(args.plan.task) if args.quick else args.plan
     if args.steps is not None:
         plan.steps = args.steps
     if args.samples is not None:
@@ -230,7 +277,8 @@ def run_demo(args: DemoArgs) -> dict[str, Any]:
     summary = summarise(root, methods, args.seeds, plan)
     summary["job_seconds"] = train_seconds
     summary["setup"] = {
-        "task": TASK, "task_options": TASK_OPTIONS, "plan": asdict(plan), "seeds": args.seeds,
+        "task": plan.task, "task_options": plan.task_options, "plan": asdict(plan),
+        "seeds": args.seeds,
         "methods": methods, "wall_seconds": round(elapsed, 1), "quick": args.quick,
         "workers": args.workers,
     }  # fmt: skip
@@ -299,11 +347,7 @@ def summarise(root: Path, methods: list[str], seeds: int, plan: DemoPlan) -> dic
     summary["accuracy"] = table
     summary["lengths"] = lengths
     summary["train_length"] = plan.length
-    values = TASK_OPTIONS["num_symbols"] - TASK_OPTIONS["num_symbols"] // 2
-    summary["chance"] = {
-        "uniform_value": 1 / values,
-        "copy_any_needle": 1 / TASK_OPTIONS["num_kv_pairs"],
-    }
+    summary["chance"] = chance_levels(plan.task)
     return summary
 
 
@@ -394,7 +438,7 @@ def write_outputs(out: Path, summary: dict[str, Any], plan: DemoPlan) -> None:
     setup = summary["setup"]
     text = "\n".join(
         [
-            "# longpos demo: noisy multi-key retrieval, tiny models on a CPU",
+            f"# longpos demo: {TASK_TITLES[plan.task]}, tiny models on a CPU",
             "",
             " ".join(interpretation(summary, seeds)),
             "",
@@ -410,10 +454,8 @@ def write_outputs(out: Path, summary: dict[str, Any], plan: DemoPlan) -> None:
             "",
             "## Setup",
             "",
-            f"- Task: token-level `{TASK}` with options `{json.dumps(TASK_OPTIONS)}` (8"
-            " key-value pairs `k v` at the start, then queries `k v` at power-law gaps among"
-            " random symbols; training scores every queried value, a question asks one key at"
-            " the end).",
+            f"- Task: token-level `{plan.task}` with options"
+            f" `{json.dumps(plan.task_options)}` ({TASK_DESCRIPTIONS[plan.task]}).",
             f"- Models: {plan.n_layers} layers, width {plan.d_model}, {plan.n_heads} heads;"
             " RoPE, NoPE, R2N1 (NoPE in layer 2), RePo (RoPE in layer 0, RePo above), DroPE"
             f" (the RoPE run dropped at {plan.drop_fraction:.1%} of its steps and recalibrated"
@@ -433,7 +475,7 @@ def write_outputs(out: Path, summary: dict[str, Any], plan: DemoPlan) -> None:
         m: {n: 100 * (row[str(n)]["accuracy"] or 0.0) for n in lengths} for m, row in acc.items()
     }
     plot_accuracy_vs_length(
-        curves, out / "accuracy_vs_length.png", "noisy multi-key retrieval",
+        curves, out / "accuracy_vs_length.png", TASK_TITLES[plan.task],
         train_length=plan.length,
     )  # fmt: skip
     write_learning_curves(out, list(acc), round(plan.drop_fraction * plan.steps))
@@ -471,10 +513,10 @@ def write_positions_page(out: Path, plan: DemoPlan) -> None:
     folder = out / "runs" / "repo-s0" / "model"
     if not folder.exists():
         return
-    sample = generate_sample(TASK, 2 * plan.length, seed=7, **TASK_OPTIONS)
+    sample = generate_sample(plan.task, 2 * plan.length, seed=7, **plan.task_options)
     write_position_viewer(
         load_model(folder), sample.prompt_ids, out / "positions.html",
         tokens_text=sample_tokens_text(sample), marks=sample_marks(sample),
         title="RePo positions (demo model)",
-        subtitle=f"{TASK}, length {2 * plan.length} (2x training length)",
+        subtitle=f"{plan.task}, length {2 * plan.length} (2x training length)",
     )  # fmt: skip

@@ -91,3 +91,35 @@ def test_demo_writes_all_files_on_a_tiny_budget(tmp_path):
 def test_demo_quick(tmp_path):
     main(["demo", "--quick", "--out", str(tmp_path)])
     check_demo_folder(tmp_path, ["rope", "nope", "r2n1", "repo", "drope"])
+
+
+def test_demo_chance_levels_follow_each_task():
+    from longpos.demo import DEMO_TASKS, chance_levels
+
+    assert set(DEMO_TASKS) == {"mqar", "table_tokens", "graph_tokens"}
+    # mqar: values are the upper half of 64 symbols; 8 pairs to copy from.
+    assert chance_levels("mqar") == {"uniform_value": 1 / 32, "copy_any_needle": 1 / 8}
+    # 4 rows x 2 columns = 8 cells, values from the upper half.
+    assert chance_levels("table_tokens") == {"uniform_value": 1 / 32, "copy_any_needle": 1 / 8}
+    # answers are nodes (any of 64 content symbols); 8 edges to copy a target from.
+    assert chance_levels("graph_tokens") == {"uniform_value": 1 / 64, "copy_any_needle": 1 / 8}
+
+
+def test_demo_plan_rejects_an_unknown_task():
+    from longpos.demo import DemoPlan
+
+    with pytest.raises(ValueError, match="table_tokens"):
+        DemoPlan(task="passkey")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("task", ["table_tokens", "graph_tokens"])
+def test_demo_runs_the_structured_tasks(tmp_path, task):
+    main(["demo", "--quick", "--steps", "8", "--samples", "2", "--methods", "rope,repo",
+          "--plan.task", task, "--out", str(tmp_path)])  # fmt: skip
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["setup"]["task"] == task
+    assert results["setup"]["plan"]["task"] == task
+    rows = [json.loads(x) for x in (tmp_path / "runs" / "repo-s0" / "eval" / "samples.jsonl")
+            .read_text().splitlines() if x.strip()]  # fmt: skip
+    assert rows and all(r["task"] == task for r in rows)
+    assert f"`{task}`" in (tmp_path / "report.md").read_text()
