@@ -92,6 +92,7 @@ from collections.abc import Iterator
 
 from torch import nn
 
+from longpos.hf import compat
 from longpos.hf.attention import ATTENTION_CLASSES, LongposAttentionMixin, drope_beta
 from longpos.hf.convert import (
     QK_NORMS,
@@ -133,6 +134,7 @@ def repo_parameters(model: nn.Module) -> Iterator[tuple[str, nn.Parameter]]:
 __all__ = [
     "ATTENTION_CLASSES",
     "CONFIG_CLASSES",
+    "compat",
     "FAMILIES",
     "MODEL_CLASSES",
     "QK_NORMS",
