@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from longpos.demo import DEMO_TASKS, DemoArgs, DemoPlan, run_demo
+from longpos.demo import DEMO_TASKS, METHODS, DemoArgs, DemoPlan, run_demo
 from longpos.io import atomic_write_json, atomic_write_text
 
 
@@ -36,7 +36,9 @@ def table(summary: dict) -> str:
         "| method | " + " | ".join(f"{n} ({n // base}L)" for n in lengths) + " |",
         "|---" * (len(lengths) + 1) + "|",
     ]
-    for method, row in summary["accuracy"].items():
+    acc = summary["accuracy"]
+    for method in sorted(acc, key=lambda m: METHODS.index(m) if m in METHODS else len(METHODS)):
+        row = acc[method]
         cells = []
         for n in lengths:
             per_seed = [100 * v for v in row[str(n)]["per_seed"]]
