@@ -3,8 +3,9 @@
 Trains two ``LongposLM`` models with the same backbone, data, steps and seed, one with an FwPKM
 sub-block before the attention of one middle layer, one without memory, on the suite's
 token-level ``niah_multikey_1`` (4 key-value needles in a repeated-sentence haystack, one
-symbol per key and per value; ``--task mqar``: the demo's 8-pair MQAR) with dense supervision (every key is asked at the end of each
-training sequence, plus 0.5 x next-token loss), at length L. The FwPKM model is trained with
+symbol per key and per value; ``--task mqar``: the demo's 8-pair MQAR) with dense
+supervision (every key is asked at the end of each training sequence, plus 0.5 x
+next-token loss), at length L. The FwPKM model is trained with
 the paper's pSWA (each step, with probability ``--pswa``, every attention layer is a sliding
 window of ``chunk`` tokens, so attention alone cannot reach most needles); the model without
 memory is trained with plain full attention (the usual recipe). Evaluation always uses full
@@ -41,11 +42,13 @@ from typing import Any
 
 import torch
 
+from longpos.demo import TASK_OPTIONS as DEMO_MQAR_OPTIONS
+
 TASKS: dict[str, dict[str, Any]] = {
     "niah_multikey_1": dict(
         num_symbols=32, key_len=1, value_len=1, num_keys=4, noise="repeat", haystack="repeat"
     ),
-    "mqar": dict(num_symbols=64, num_kv_pairs=8),  # the demo's calibrated retrieval task
+    "mqar": DEMO_MQAR_OPTIONS,  # the demo's calibrated retrieval task
 }
 """``--task`` choices and their fixed token-level options."""
 TASK_TEXT = {

@@ -4,6 +4,8 @@ import inspect
 from types import SimpleNamespace
 
 import pytest
+import transformers
+from packaging.version import Version
 from transformers.models.llama.modeling_llama import LlamaModel
 
 from longpos.hf.compat import CACHE_KWARG, output_cache, take_cache
@@ -11,6 +13,9 @@ from longpos.hf.compat import CACHE_KWARG, output_cache, take_cache
 
 def test_cache_keyword_matches_the_installed_transformers():
     assert CACHE_KWARG in inspect.signature(LlamaModel.forward).parameters
+    renamed = Version(transformers.__version__).release >= (5, 24)
+    expected = "cache" if renamed else "past_key_values"
+    assert expected == CACHE_KWARG
 
 
 def test_take_cache_accepts_either_name_and_pops_the_new_one():

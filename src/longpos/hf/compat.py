@@ -3,8 +3,9 @@
 transformers 5.24 renamed the KV-cache keyword ``past_key_values`` to ``cache``
 everywhere (attention layers, decoder layers, models, ``generate``'s model kwargs and the
 model outputs); the old name still reaches the outer models through a deprecation shim,
-but not our replaced attention forwards. Everything in :mod:`longpos.hf` reads and passes
-the cache through the two helpers here, so both spellings work.
+but not our replaced attention forwards. :mod:`longpos.hf` passes the cache under
+``CACHE_KWARG`` and reads it with ``take_cache``, so both spellings work; ``output_cache``
+reads it back from a model output under either name.
 """
 
 from __future__ import annotations
