@@ -2,8 +2,9 @@
 
 Every option is a dataclass field with nested dotted names (``--model.n_layers 6``,
 ``--model.rope.scaling yarn``, ``--train.optim.lr 1e-3``); unknown options and invalid
-values are rejected with a message. ``--preset NAME`` (or ``--init-from CHECKPOINT``) makes
-that model config the defaults of the ``--model.*`` options, which still override them.
+values are rejected with a message. ``--preset NAME`` (or ``--init-from CHECKPOINT``, or
+``--hf-model FOLDER``) makes that model config the defaults of the ``--model.*`` options, which
+still override them.
 """
 
 from __future__ import annotations
@@ -144,6 +145,11 @@ def model_defaults(cls: type, argv: list[str]) -> Any:
     default = cls()
     init_from = option_from_argv(argv, "--init-from", "--init_from")
     preset_name = option_from_argv(argv, "--preset")
+    hf_model = option_from_argv(argv, "--hf-model", "--hf_model")
+    if hf_model is not None:  # a Hugging Face folder: its own options are the defaults
+        from longpos.hf.loading import model_config_view
+
+        return dataclasses.replace(default, model=model_config_view(hf_model))
     if init_from is not None:
         from longpos.checkpoint import read_config
 

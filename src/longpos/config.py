@@ -1,115 +1,45 @@
 """Model configuration: the reference decoder's shape, its per-layer position plan, presets.
 
-A *plan* says which position technique each attention layer uses:
-
-- ``rope``: integer positions + RoPE in every layer;
-- ``nope``: no positional encoding anywhere;
-- ``r2n1`` / ``n2r1``: in each group of three layers, 2 RoPE + 1 NoPE (NoPE at
-  l % 3 == 2) or 2 NoPE + 1 RoPE (RoPE at l % 3 == 2);
-- ``repo``: RoPE in layers [0, start) and RePo in [start, L), start = L // 3 by default;
-- an explicit comma-separated list with one entry per layer, e.g. ``rope,nope,repo,repo``.
-
-Configs are dataclasses that validate themselves (``ValueError`` naming the field and
-the allowed range) and round-trip through JSON.
+:class:`ModelConfig` extends :class:`longpos.plan.PositionPlan` (which technique each attention
+layer uses, and their options; see :mod:`longpos.plan`) with the backbone's shape. Configs are
+dataclasses that validate themselves (``ValueError`` naming the field and the allowed range)
+and round-trip through JSON.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from longpos.memory.placement import MemoryConfig, memory_config_from_dict
-from longpos.positions.registry import TECHNIQUES
-from longpos.positions.repo import REPO_INITS, REPO_VARIANTS
+from longpos.plan import PLAN_PRESETS, QK_NORMS, PositionPlan, resolve_plan
+from longpos.positions.repo import RePoConfig
 from longpos.positions.scaling import RopeConfig
+from longpos.positions.techniques import LayerShape
+from longpos.positions.temperature import TEMPERATURE_PRESETS, TemperatureConfig
 
-PLAN_PRESETS: tuple[str, ...] = ("rope", "nope", "r2n1", "n2r1", "repo")
+__all__ = [
+    "PLAN_PRESETS",
+    "PRESETS",
+    "QK_NORMS",
+    "TEMPERATURE_PRESETS",
+    "ModelConfig",
+    "PositionPlan",
+    "RePoConfig",
+    "TemperatureConfig",
+    "preset",
+    "resolve_plan",
+]
+
 INIT_SCHEMES: tuple[str, ...] = ("fan_in", "normal")
-QK_NORMS: tuple[str, ...] = ("none", "q", "k", "qk")
 QK_NORM_LAYOUTS: tuple[str, ...] = ("head", "full")
-TEMPERATURE_MODES: tuple[str, ...] = ("static", "dynamic")
-TEMPERATURE_PRESETS: dict[str, float] = {
-    # DroPE paper, App. C.2: beta = 1 + c ln(s), fitted by perplexity at each s.
-    "scratch": 0.412,  # 0.5B DroPE model trained from scratch
-    "smollm": 0.103,  # SmolLM-360M-DroPE
-}
 
 
 @dataclass
-class TemperatureConfig:
-    """DroPE's inference softmax temperature: logits x beta, beta = 1 + c ln(max(1, s)).
-
-    s = length / max_seq_len. ``static``: length = ``target_length`` (fixed for an
-    evaluation at one length; cache-consistent). ``dynamic``: length = tokens seen so far
-    (cache + new), recomputed each forward for the new queries only, so a full forward and
-    incremental decoding differ once past max_seq_len. Never used in training (beta = 1
-    whenever s <= 1).
-    """
-
-    c: float = 0.0
-    """Slope of beta in ln s (>= 0); 0 turns the temperature off. Paper: 0.412 (scratch
-    0.5B), 0.103 (SmolLM-360M); see ``TEMPERATURE_PRESETS``."""
-    mode: str = "static"
-    """static | dynamic (see above)."""
-    target_length: int | None = None
-    """Evaluation length for ``static`` mode (>= 1); None = beta 1."""
-
-    def __post_init__(self) -> None:
-        if self.c < 0:
-            raise ValueError(f"temperature.c={self.c} must be >= 0")
-        if self.mode not in TEMPERATURE_MODES:
-            raise ValueError(
-                f"temperature.mode={self.mode!r} is unknown; allowed: {TEMPERATURE_MODES}"
-            )
-        if self.target_length is not None and self.target_length < 1:
-            raise ValueError(f"temperature.target_length={self.target_length} must be >= 1")
-
-    def beta(self, train_length: int, current_length: int) -> float:
-        """The logit multiplier for a forward whose context reaches ``current_length``."""
-        if self.c == 0:
-            return 1.0
-        length = current_length if self.mode == "dynamic" else self.target_length
-        if length is None or length <= train_length:
-            return 1.0
-        return 1.0 + self.c * math.log(length / train_length)
-
-
-@dataclass
-class RePoConfig:
-    """Options of the RePo position assigner (``spec/repo.md``)."""
-
-    hidden_ratio: int = 8
-    """d_p = d_model // hidden_ratio, the SwiGLU width of f_phi (>= 1)."""
-    variant: str = "swiglu"
-    """Predictor: swiglu (paper) | linear (d -> H_kv) | linear_shared (d -> 1)."""
-    init: str = "trunc_normal"
-    """trunc_normal (paper: std 0.02, cut at +-3 std) | zero_assign (W_z = 0; ablation)."""
-    index_blend: float = 0.0
-    """Ablation: z <- (1 - p) z + p * index, p in [0, 1]; 0 (off) in the paper."""
-    apply_rope_scaling: bool = True
-    """Apply the model's RoPE scaling (e.g. YaRN) to RePo layers too, as the paper's
-    evaluation code does; False is the ablation."""
-    lr_multiplier: float = 1.0
-    """Learning-rate multiplier for the assigner parameters (> 0; 1.0 = paper)."""
-
-    def __post_init__(self) -> None:
-        if self.hidden_ratio < 1:
-            raise ValueError(f"repo.hidden_ratio={self.hidden_ratio} must be >= 1")
-        if self.variant not in REPO_VARIANTS:
-            raise ValueError(f"repo.variant={self.variant!r} is unknown; allowed: {REPO_VARIANTS}")
-        if self.init not in REPO_INITS:
-            raise ValueError(f"repo.init={self.init!r} is unknown; allowed: {REPO_INITS}")
-        if not 0.0 <= self.index_blend <= 1.0:
-            raise ValueError(f"repo.index_blend={self.index_blend} must be in [0, 1]")
-        if not self.lr_multiplier > 0:
-            raise ValueError(f"repo.lr_multiplier={self.lr_multiplier} must be > 0")
-
-
-@dataclass
-class ModelConfig:
-    """A Llama-style decoder (RMSNorm, SwiGLU, GQA, SDPA) with a per-layer position plan."""
+class ModelConfig(PositionPlan):
+    """A Llama-style decoder (RMSNorm, SwiGLU, GQA, SDPA) with a per-layer position plan (the
+    fields of :class:`~longpos.plan.PositionPlan`: plan, repo_start, repo, temperature)."""
 
     vocab_size: int = 512
     """Number of token ids (>= 2)."""
@@ -127,22 +57,13 @@ class ModelConfig:
     """SwiGLU hidden width. None = 8/3 d_model rounded up to a multiple of 32."""
     max_seq_len: int = 256
     """Training context length L (>= 1): the length DroPE's temperature and reports refer to."""
-    plan: str = "rope"
-    """Per-layer positions: rope | nope | r2n1 | n2r1 | repo, or a comma-separated list of
-    rope/nope/repo with one entry per layer."""
-    repo_start: int | None = None
-    """First RePo layer of the ``repo`` plan, in [0, n_layers). None = n_layers // 3."""
     rope: RopeConfig = field(default_factory=RopeConfig)
     """RoPE base and frequency scaling for rotating layers."""
-    repo: RePoConfig = field(default_factory=RePoConfig)
-    """RePo assigner options."""
     qk_norm: str = "none"
     """RMSNorm on queries and/or keys before the rotation: none | q | k | qk."""
     qk_norm_layout: str = "head"
     """head: one norm over head_dim shared by heads (Qwen3) | full: over all heads
     concatenated (OLMo2; DroPE's reference variant)."""
-    temperature: TemperatureConfig = field(default_factory=TemperatureConfig)
-    """DroPE's inference softmax temperature (off by default)."""
     norm_eps: float = 1e-6
     """RMSNorm epsilon (> 0)."""
     tie_embeddings: bool = False
@@ -164,12 +85,9 @@ class ModelConfig:
     blocks; none by default (then left out of the JSON). See ``longpos.memory.placement``."""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if isinstance(self.rope, dict):
-            self.rope = RopeConfig(**self.rope)
-        if isinstance(self.repo, dict):
-            self.repo = RePoConfig(**self.repo)
-        if isinstance(self.temperature, dict):
-            self.temperature = TemperatureConfig(**self.temperature)
+            self.rope = RopeConfig.from_dict(self.rope)
         if isinstance(self.memory, dict):
             self.memory = memory_config_from_dict(self.memory)
         if self.qk_norm not in QK_NORMS:
@@ -203,11 +121,6 @@ class ModelConfig:
             raise ValueError(f"ffn_hidden={self.ffn_hidden} must be >= 1")
         if self.max_seq_len < 1:
             raise ValueError(f"max_seq_len={self.max_seq_len} must be >= 1")
-        if self.repo_start is not None and not 0 <= self.repo_start < self.n_layers:
-            raise ValueError(
-                f"repo_start={self.repo_start} is out of range: allowed 0..{self.n_layers - 1} "
-                f"for n_layers={self.n_layers}"
-            )
         if not self.norm_eps > 0:
             raise ValueError(f"norm_eps={self.norm_eps} must be > 0")
         if self.init_scheme not in INIT_SCHEMES:
@@ -226,6 +139,12 @@ class ModelConfig:
     def resolved_head_dim(self) -> int:
         return self.head_dim if self.head_dim is not None else self.d_model // self.n_heads
 
+    def layer_shape(self) -> LayerShape:
+        """What a position technique needs to know about this model's attention layers."""
+        return LayerShape(
+            self.d_model, self.n_heads, self.resolved_kv_heads, self.resolved_head_dim, self.rope
+        )
+
     @property
     def resolved_kv_heads(self) -> int:
         return self.n_kv_heads if self.n_kv_heads is not None else self.n_heads
@@ -236,17 +155,14 @@ class ModelConfig:
             return self.ffn_hidden
         return -(-(8 * self.d_model // 3) // 32) * 32
 
-    @property
-    def resolved_repo_start(self) -> int:
-        return self.repo_start if self.repo_start is not None else self.n_layers // 3
-
-    def layer_plan(self) -> list[str]:
+    def layer_plan(self, n_layers: int | None = None) -> list[str]:
         """The technique of every layer, e.g. ``['rope', 'rope', 'repo', 'repo']``."""
-        return resolve_plan(self.plan, self.n_layers, self.resolved_repo_start)
+        return super().layer_plan(self.n_layers if n_layers is None else n_layers)
 
     # ----------------------------------------------------------- JSON
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        data["rope"] = self.rope.to_dict()
         if self.memory == MemoryConfig():  # no memory: the JSON of configs without the field
             del data["memory"]
         return data
@@ -265,35 +181,6 @@ class ModelConfig:
     @classmethod
     def from_json(cls, text: str) -> ModelConfig:
         return cls.from_dict(json.loads(text))
-
-
-def resolve_plan(plan: str, n_layers: int, repo_start: int) -> list[str]:
-    """Expand a plan name or explicit list into one technique per layer."""
-    name = plan.strip().lower()
-    if name == "rope":
-        return ["rope"] * n_layers
-    if name == "nope":
-        return ["nope"] * n_layers
-    if name == "r2n1":
-        return ["nope" if i % 3 == 2 else "rope" for i in range(n_layers)]
-    if name == "n2r1":
-        return ["rope" if i % 3 == 2 else "nope" for i in range(n_layers)]
-    if name == "repo":
-        return ["rope" if i < repo_start else "repo" for i in range(n_layers)]
-    items = [p.strip() for p in name.split(",")]
-    if len(items) == 1:
-        raise ValueError(
-            f"plan={plan!r} is unknown; allowed: {', '.join(PLAN_PRESETS)}, or a comma-separated "
-            f"list of {'/'.join(TECHNIQUES)} with one entry per layer"
-        )
-    bad = [p for p in items if p not in TECHNIQUES]
-    if bad:
-        raise ValueError(f"plan entries {bad} are unknown techniques; allowed: {TECHNIQUES}")
-    if len(items) != n_layers:
-        raise ValueError(
-            f"plan lists {len(items)} layers but n_layers={n_layers}: give one entry per layer"
-        )
-    return items
 
 
 PRESETS: dict[str, dict[str, Any]] = {

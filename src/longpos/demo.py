@@ -163,7 +163,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     """Train (and for rope: also DroPE) one method / seed, then evaluate it."""
     from longpos.checkpoint import load_model
     from longpos.model import LongposLM
-    from longpos.positions.drope import drop_positions
+    from longpos.surgery import drop_positions
     from longpos.train.loop import train
 
     torch.set_num_threads(1)

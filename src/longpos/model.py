@@ -6,9 +6,12 @@ QK-norm, tied or untied embeddings.
 
 Every attention layer owns exactly one *position assigner* (integer index or RePo)
 and one *position encoding* (RoPE, possibly scaled, or NoPE), built from the config's
-per-layer plan by :func:`build_position_modules`. Keys are rotated **before** they enter
-the KV cache, so each token's position is computed once, when it is first seen, and
-incremental decoding gives the same logits as a full forward for every technique.
+per-layer plan by the technique registry (:mod:`longpos.positions.techniques`) and applied by
+:func:`~longpos.positions.techniques.apply_positions`, the step converted Hugging Face models
+run too. Integer-RoPE layers share one cos/sin table per forward. Keys are rotated **before**
+they enter the KV cache, so each token's position is computed once, when it is first seen, and
+incremental decoding gives the same logits as a full forward for every technique (DroPE's
+temperature included: its beta is per query, from the query's position).
 
 Memory layers (``cfg.memory``, :mod:`longpos.memory.placement`): an FwPKM sub-block before the
 attention of chosen blocks (``h = h + fwpkm(h)``), a static PKM in place of (or beside) the MLP
@@ -34,9 +37,12 @@ from torch import nn
 from longpos.config import ModelConfig
 from longpos.memory.fwpkm import FwPKMLayer, FwPKMState
 from longpos.memory.pkm import StaticPKM
-from longpos.positions.registry import build_position_modules
-from longpos.positions.repo import RePoAssigner
-from longpos.positions.rope import PositionAssigner, PositionEncoding
+from longpos.positions.rope import (
+    PositionAssigner,
+    PositionEncoding,
+    RotaryEncoding,
+)
+from longpos.positions.techniques import IndexRotation, apply_positions, build_positions
 
 
 class RMSNorm(nn.Module):
@@ -139,6 +145,8 @@ class Attention(nn.Module):
         self.norm_full_width = full
         self.assigner = assigner
         self.encoding = encoding
+        self.temperature = cfg.temperature
+        self.train_length = cfg.temperature.resolved_train_length(cfg.max_seq_len)
 
     def forward(
         self,
@@ -147,13 +155,13 @@ class Attention(nn.Module):
         cache: KVCache | None = None,
         key_padding: torch.Tensor | None = None,
         return_attention: bool = False,
-        logit_scale: float = 1.0,
         window: int | None = None,
+        index_rotation: IndexRotation | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """x: (B, T, C) normalised input; index: (B, T) integer positions;
-        key_padding: (B, T_past + T) bool, True for real tokens; logit_scale: multiplier
-        on 1/sqrt(head_dim) (DroPE's temperature beta); window: sliding-window attention
-        over the last ``window`` keys (FwPKM's pSWA in training; None = full).
+        key_padding: (B, T_past + T) bool, True for real tokens; window: sliding-window
+        attention over the last ``window`` keys (FwPKM's pSWA in training; None = full);
+        index_rotation: the model's integer RoPE with this forward's shared tables.
 
         Returns the output (B, T, C), the assigned positions and, on request, the
         attention probabilities (B, H, T, T_past + T).
@@ -170,11 +178,13 @@ class Attention(nn.Module):
         if not self.norm_full_width:
             q = self.q_norm(q) if self.q_norm is not None else q
             k = self.k_norm(k) if self.k_norm is not None else k
-        positions = self.assigner(x, index)  # (B, T) or (B, H_kv, T)
-        q, k = self.encoding(q, k, positions)
+        q, k, positions = apply_positions(
+            self.assigner, self.encoding, x, q, k, index, index_rotation
+        )
+        q, beta = self.temperature.scale_queries(q, index, self.train_length)  # DroPE's beta
         if cache is not None:
             k, v = cache.update(self.layer_idx, k, v)  # (B, H_kv, T_past + T, D)
-        scale = logit_scale / math.sqrt(self.head_dim)
+        scale = beta / math.sqrt(self.head_dim)
         mask = causal_mask(seq, past, key_padding, x.device, window)
         if return_attention:
             out, probs = eager_attention(q, k, v, mask, scale)
@@ -241,7 +251,7 @@ class Block(nn.Module):
     def __init__(self, cfg: ModelConfig, layer_idx: int, technique: str):
         super().__init__()
         self.technique = technique
-        assigner, encoding = build_position_modules(cfg, technique)
+        assigner, encoding = build_positions(technique, cfg.layer_shape(), cfg)
         self.attn_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
         self.attn = Attention(cfg, layer_idx, assigner, encoding)
         self.mlp_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
@@ -266,10 +276,10 @@ class Block(nn.Module):
         cache: KVCache | None,
         key_padding: torch.Tensor | None,
         return_attention: bool,
-        logit_scale: float = 1.0,
         memory: list[FwPKMState | None] | None = None,
         memory_writes: str = "chunked",
         window: int | None = None,
+        index_rotation: IndexRotation | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """``memory``: per-layer FwPKM states, read and replaced in place for this layer."""
         if self.fwpkm is not None:  # FwPKM: its own gated residual sub-block before the mixer
@@ -280,7 +290,7 @@ class Block(nn.Module):
                 memory[layer] = state
             x = x + y
         attn_out, positions, probs = self.attn(
-            self.attn_norm(x), index, cache, key_padding, return_attention, logit_scale, window
+            self.attn_norm(x), index, cache, key_padding, return_attention, window, index_rotation
         )
         x = x + attn_out
         if self.pkm is None:
@@ -316,7 +326,8 @@ class LongposLM(nn.Module):
         Linears: truncated normal with std 1/sqrt(fan_in) (``fan_in``) or ``init_std``
         (``normal``); output projections
         of each residual branch are further divided by sqrt(2 * n_layers). Norm
-        weights: 1. RePo assigners: the paper's truncated normal, std 0.02. Memory layers:
+        weights: 1. Position assigners and encodings: their own ``init_weights`` (RePo: the
+        paper's truncated normal, std 0.02), whatever the technique. Memory layers:
         their own ``reset_parameters`` (drawn from ``generator``), with their residual output
         projection divided by sqrt(2 * n_layers) like the others.
         """
@@ -329,24 +340,29 @@ class LongposLM(nn.Module):
             if isinstance(block.mlp, SwiGLU):
                 residual_outputs.add(id(block.mlp.down.weight))
         memories = (FwPKMLayer, StaticPKM)
-        inside_memory = {
-            id(sub) for m in self.modules() if isinstance(m, memories) for sub in m.modules()
+        self_initialised = (*memories, PositionAssigner, PositionEncoding)
+        inside = {
+            id(sub)
+            for m in self.modules()
+            if isinstance(m, self_initialised)
+            for sub in m.modules()
+            if sub is not m
         }
-        for name, module in self.named_modules():
-            if isinstance(module, memories):
+        for module in self.modules():
+            if id(module) in inside:
+                continue
+            if isinstance(module, PositionAssigner | PositionEncoding):
+                module.init_weights(generator)
+            elif isinstance(module, memories):
                 module.reset_parameters(generator)
                 out = module.o_proj if isinstance(module, FwPKMLayer) else module.out_proj
                 if out is not None:
                     out.weight.div_(math.sqrt(2 * cfg.n_layers))
                     if out.bias is not None:
                         out.bias.div_(math.sqrt(2 * cfg.n_layers))
-            elif id(module) in inside_memory:
-                continue
             elif isinstance(module, RMSNorm):
                 nn.init.ones_(module.weight)
-            elif isinstance(module, RePoAssigner):
-                module.init_weights(generator)
-            elif isinstance(module, nn.Linear) and ".assigner." not in f".{name}.":
+            elif isinstance(module, nn.Linear):
                 if module is self.lm_head and cfg.tie_embeddings:
                     continue
                 std = module.in_features**-0.5 if cfg.init_scheme == "fan_in" else cfg.init_std
@@ -402,7 +418,7 @@ class LongposLM(nn.Module):
                 )
             key_padding = attention_mask.bool()
         x = self.embed(input_ids)  # (B, T, C)
-        beta = self.config.temperature.beta(self.config.max_seq_len, past + seq)
+        rotation = self.index_rotation(index)
         memory = self._memory_states(cache, key_padding, read_passes)
         window = None
         pswa = self.config.memory.pswa_prob
@@ -412,12 +428,15 @@ class LongposLM(nn.Module):
             for _ in range(read_passes - 1):  # iterative reading: passes that only write
                 h = x
                 for block in self.blocks:
-                    h, _, _ = block(h, index, None, key_padding, False, beta, memory, "end", window)
+                    h, _, _ = block(
+                        h, index, None, key_padding, False, memory, "end", window, rotation
+                    )
         positions, attentions = [], []
         for block in self.blocks:
             x, pos, probs = block(
-                x, index, cache, key_padding, return_attention, beta, memory, memory_writes, window
-            )
+                x, index, cache, key_padding, return_attention, memory, memory_writes, window,
+                rotation,
+            )  # fmt: skip
             if return_positions:
                 positions.append(pos)
             if probs is not None:
@@ -435,6 +454,22 @@ class LongposLM(nn.Module):
             hidden=hidden,
             memory=memory if memory is not None else [],
         )
+
+    def index_rotation(self, index: torch.Tensor) -> IndexRotation | None:
+        """The model's integer RoPE for positions ``index (B, T)``, with cos/sin computed once
+        for every layer that uses it (None when no layer does)."""
+        encoding = next(
+            (
+                enc
+                for block in self.blocks
+                if isinstance(enc := cast(Block, block).attn.encoding, RotaryEncoding)
+                and enc.uses_model_rope
+            ),
+            None,
+        )
+        if encoding is None:
+            return None
+        return encoding.rotation(index)
 
     @property
     def fwpkm_layers(self) -> list[int]:

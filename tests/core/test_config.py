@@ -17,7 +17,7 @@ from longpos.config import PRESETS, ModelConfig, RePoConfig, preset, resolve_pla
         (dict(plan="alibi"), "plan", "allowed"),
         (dict(plan="rope,magic,rope,rope"), "plan", "allowed"),
         (dict(plan="rope,nope"), "plan", "n_layers=4"),
-        (dict(rope=dict(scaling="pi", factor=-2.0)), "rope.factor", "must be"),
+        (dict(rope=dict(scaling="pi", factor=-2.0)), "rope.scaling.factor", "must be"),
         (dict(rope=dict(scaling="warp")), "rope.scaling", "allowed"),
         (dict(n_layers=0), "n_layers", ">= 1"),
         (dict(vocab_size=1), "vocab_size", ">= 2"),

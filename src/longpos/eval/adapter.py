@@ -7,6 +7,9 @@ of the task suite, otherwise prompts are text encoded by that tokenizer.
 
 from __future__ import annotations
 
+from types import ModuleType
+from typing import Any
+
 import torch
 
 from longpos.model import LongposLM
@@ -56,6 +59,18 @@ def load_eval_model(path: str, device: str = "cpu", tokenizer: str | None = None
 
             tok = load_tokenizer(tokenizer)
         return LongposEvalModel(load_model(folder), tok, device)
+    hf = import_hf(folder)
+    if not hasattr(hf, "load_eval_model"):
+        raise ValueError(f"{folder} is not a longpos checkpoint folder (no longpos config.json)")
+    return hf.load_eval_model(str(folder), device=device)
+
+
+def import_hf(folder: Any) -> ModuleType:
+    """:mod:`longpos.hf`, for a model ``folder`` that is not a longpos checkpoint.
+
+    The one place that says the Hugging Face extra is missing: a ``ValueError`` naming
+    ``folder`` when ``longpos.hf`` cannot be imported.
+    """
     try:
         from longpos import hf
     except ImportError as exc:
@@ -63,6 +78,4 @@ def load_eval_model(path: str, device: str = "cpu", tokenizer: str | None = None
             f"{folder} is not a longpos checkpoint, and Hugging Face support is not installed "
             "(pip install 'longpos[hf]')"
         ) from exc
-    if not hasattr(hf, "load_eval_model"):
-        raise ValueError(f"{folder} is not a longpos checkpoint folder (no longpos config.json)")
-    return hf.load_eval_model(str(folder), device=device)
+    return hf

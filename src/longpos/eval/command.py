@@ -60,20 +60,17 @@ def run(args: EvalArgs) -> None:
     except json.JSONDecodeError as exc:
         raise ValueError(f"--options is not valid JSON: {exc}") from exc
     model = load_eval_model(args.model, device=args.device, tokenizer=args.tokenizer)
-    native = getattr(model, "model", None)
     if args.scaling != "none" or args.temperature:
-        from longpos.model import LongposLM
+        from longpos import surgery
+        from longpos.positions.temperature import temperature
 
-        if not isinstance(native, LongposLM):
-            raise ValueError("--scaling / --temperature apply to longpos checkpoints only")
+        inner = model.model  # the native or Hugging Face model behind the eval adapter
         if args.scaling != "none":
-            from longpos.positions.extend import apply_rope_scaling, scaled_rope
-
-            apply_rope_scaling(native, scaled_rope(native, args.scaling, args.factor))
+            surgery.set_rope(inner, surgery.scaled_rope(inner, args.scaling, args.factor))
         if args.temperature:
-            from longpos.positions.drope import set_temperature, temperature
-
-            set_temperature(native, temperature(args.temperature, None, mode="dynamic"))
+            length = surgery.training_length(inner)
+            temp = temperature(args.temperature, mode="dynamic", train_length=length)
+            surgery.set_temperature(inner, temp)
     result = run_eval(
         model, tasks, lengths, args.samples, args.out, seed=args.seed, options=options,
         model_name=args.model,

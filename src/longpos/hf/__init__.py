@@ -14,10 +14,10 @@ flash / flex, passed through untouched; not tested on CPU).
 
 Conversion (in place; returns the same model; every pretrained weight is kept)
     apply_longpos(model, plan="repo", *, repo_start=None, repo=None, rope=None,
-                  drope_qk_norm=None, memory=None) -> model
-        plan: rope | nope | r2n1 | n2r1 | repo | one entry per layer (list or
-        comma string of rope/nope/repo) | None (keep the current plan; rope for a
-        stock model). repo: :class:`longpos.config.RePoConfig`.
+                  qk_norm="none", memory=None) -> model
+        plan: a :class:`longpos.plan.PositionPlan`, or rope | nope | r2n1 | n2r1 | repo |
+        one technique per layer (list or comma string) | None (keep the current plan;
+        rope for a stock model). repo: :class:`longpos.plan.RePoConfig`.
         rope: :class:`longpos.positions.scaling.RopeConfig` (PI / NTK / YaRN /
         Llama-3), written to ``config.rope_parameters``.
         memory: :class:`longpos.memory.placement.MemoryConfig`: FwPKM sub-blocks
@@ -26,15 +26,11 @@ Conversion (in place; returns the same model; every pretrained weight is kept)
         current memory, ``MemoryConfig()`` removes it (not a PKM that replaced an
         MLP). ``apply_longpos(model, None, memory=cfg)`` only adds memory. Not
         supported: pSWA (``pswa_prob`` must be 0).
-    set_rope(model, rope) -> model             change RoPE scaling only
-    drop_positions(model, *, qk_norm=None)    DroPE: NoPE everywhere, optional q/k/qk
-                                              full-width RMSNorm (not for Qwen3/OLMo2)
-    set_temperature(model, *, beta=None, c=None, eval_length=None, train_length=None,
-                    mode="static") -> beta | None
-        DroPE inference temperature beta = 1 + c ln(eval/train); ``mode="dynamic"``
-        uses each query's own position (cache-consistent). Persisted in the config.
-    drope_beta(c, eval_length, train_length) -> float
-    layer_plan(model) -> list[str]
+    The operations shared with native models (:mod:`longpos.surgery`, same signatures):
+    set_rope(model, rope), drop_positions(model, qk_norm="none") (q / k / qk full-width
+    RMSNorm; not for Qwen3/OLMo2), set_temperature(model, TemperatureConfig) (DroPE's
+    per-query beta, stored in the config; train_length defaults to training_length(model)).
+    layer_plan(model) -> list[str]; position_plan(model) -> PositionPlan
 
 Memory layers at run time (FwPKM models; :mod:`longpos.hf.memory`)
     model(input_ids, ..., read_passes=1, memory_writes="chunked")
@@ -67,8 +63,7 @@ Loading and evaluation
                 stop_at_eos=True)
         evaluation protocol: ``.tokenizer``, ``.max_length``,
         ``generate_ids(prompt_ids, max_new_tokens) -> list[int]`` (greedy, KV cache).
-    load_eval_model(path, device="cpu", *, tokenizer=None, dtype=None,
-                    max_length=None, temperature_c=None, train_length=None)
+    load_eval_model(path, device="cpu", *, tokenizer=None, dtype=None, max_length=None)
     greedy_generate(model, prompt_ids, max_new_tokens, *, eos_ids=(),
                     use_cache=True, read_passes=None) -> list[int]
     local_tokenizer(folder) -> tokenizer | None     the folder's own tokenizer
@@ -79,8 +74,9 @@ Positions (visualisation)
         -> (positions (L, B, H_kv, T), learned flags per layer)
 
 Training: a converted model is an ordinary ``PreTrainedModel``; RePo parameters are
-named ``model.layers.<i>.self_attn.position_assigner.{gate,content,assign}.weight``
-(see :func:`repo_parameters`) and DroPE norms ``...self_attn.{q,k}_norm.weight``.
+named ``model.layers.<i>.self_attn.assigner.{gate,content,assign}.weight`` (as
+``blocks.<i>.attn.assigner.*`` in native models; see :func:`position_parameters`) and DroPE
+norms ``...self_attn.{q,k}_norm.weight``.
 Memory layers: ``model.layers.<i>.fwpkm.*`` (FwPKM), ``model.layers.<i>.mlp.*``
 (static PKM replacing the MLP) or ``model.layers.<i>.mlp.pkm.*`` (added to it);
 ``longpos train --hf-model`` gives PKM values their own group automatically.
@@ -93,15 +89,15 @@ from collections.abc import Iterator
 from torch import nn
 
 from longpos.hf import compat
-from longpos.hf.attention import ATTENTION_CLASSES, LongposAttentionMixin, drope_beta
+from longpos.hf.attention import ATTENTION_CLASSES, LongposAttentionMixin
 from longpos.hf.convert import (
-    QK_NORMS,
-    TEMPERATURE_PRESETS,
     apply_longpos,
     drop_positions,
     layer_plan,
+    model_rope,
     set_rope,
     set_temperature,
+    training_length,
 )
 from longpos.hf.families import FAMILIES, SUPPORTED_FAMILIES, family_of
 from longpos.hf.loading import (
@@ -117,18 +113,20 @@ from longpos.hf.memory import (
     memory_parameters,
     memory_states,
 )
-from longpos.hf.modeling import CONFIG_CLASSES, MODEL_CLASSES, register_auto_classes
+from longpos.hf.modeling import CONFIG_CLASSES, MODEL_CLASSES, position_plan, register_auto_classes
 from longpos.hf.positions import PositionRecord, assigned_positions, record_positions
 from longpos.memory.placement import MemoryConfig, memory_param_groups
+from longpos.positions.rope import PositionAssigner, PositionEncoding
 
 register_auto_classes()
 
 
-def repo_parameters(model: nn.Module) -> Iterator[tuple[str, nn.Parameter]]:
-    """``(name, parameter)`` of every RePo predictor (e.g. for a separate lr group)."""
-    for name, param in model.named_parameters():
-        if ".position_assigner." in name:
-            yield name, param
+def position_parameters(model: nn.Module) -> Iterator[tuple[str, nn.Parameter]]:
+    """``(name, parameter)`` of every position module (RePo predictors, ...)."""
+    for name, module in model.named_modules():
+        if isinstance(module, PositionAssigner | PositionEncoding):
+            for sub, param in module.named_parameters():
+                yield f"{name}.{sub}", param
 
 
 __all__ = [
@@ -137,9 +135,7 @@ __all__ = [
     "compat",
     "FAMILIES",
     "MODEL_CLASSES",
-    "QK_NORMS",
     "SUPPORTED_FAMILIES",
-    "TEMPERATURE_PRESETS",
     "HFEvalModel",
     "LongposAttentionMixin",
     "LongposMemoryCache",
@@ -148,7 +144,6 @@ __all__ = [
     "apply_longpos",
     "assigned_positions",
     "drop_positions",
-    "drope_beta",
     "family_of",
     "greedy_generate",
     "layer_plan",
@@ -159,9 +154,12 @@ __all__ = [
     "memory_param_groups",
     "memory_parameters",
     "memory_states",
+    "model_rope",
+    "position_parameters",
+    "position_plan",
     "record_positions",
     "register_auto_classes",
-    "repo_parameters",
     "set_rope",
     "set_temperature",
+    "training_length",
 ]

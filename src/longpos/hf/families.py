@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import torch
 from torch import nn
 from transformers import (
     LlamaConfig,
@@ -59,6 +60,33 @@ class Family:
     @property
     def longpos_type(self) -> str:
         return self.name + LONGPOS_SUFFIX
+
+    def project_qkv(
+        self, attn: Any, hidden: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """q (B, H, T, D), k and v (B, H_kv, T, D) of ``attn`` for ``hidden (B, T, C)``, with
+        the family's q/k norms (and DroPE's added full-width ones) where the stock forward
+        applies them."""
+        shape = (*hidden.shape[:-1], -1, attn.head_dim)  # (B, T, heads, D)
+        q_norm = getattr(attn, "q_norm", None)
+        k_norm = getattr(attn, "k_norm", None)
+        query, key, value = attn.q_proj(hidden), attn.k_proj(hidden), attn.v_proj(hidden)
+        if self.qk_norm != "head":  # full-width norms (OLMo2, or DroPE's added ones)
+            query = q_norm(query) if q_norm is not None else query
+            key = k_norm(key) if k_norm is not None else key
+        query, key = query.view(shape), key.view(shape)  # (B, T, H | H_kv, D)
+        if self.qk_norm == "head":  # Qwen3: per-head norms before the rotation
+            query, key = q_norm(query), k_norm(key)
+        value = value.view(shape).transpose(1, 2)  # (B, H_kv, T, D)
+        return query.transpose(1, 2), key.transpose(1, 2), value
+
+    def attention_kwargs(self, attn: Any) -> dict[str, Any]:
+        """Extra keywords the stock forward hands its attention function."""
+        if self.sliding_window == "attribute":
+            return {"sliding_window": getattr(attn, "sliding_window", None)}
+        if self.sliding_window == "config":
+            return {"sliding_window": getattr(attn.config, "sliding_window", None)}
+        return {}
 
     @property
     def apply_rotary_pos_emb(self) -> Callable[..., Any]:

@@ -18,23 +18,24 @@ import torch
 from torch import nn
 from transformers import AutoModelForCausalLM
 
-from longpos.config import RePoConfig
 from longpos.hf.compat import CACHE_KWARG
-from longpos.hf.convert import apply_longpos, set_temperature
+from longpos.hf.convert import apply_longpos
 from longpos.hf.families import family_of
 from longpos.hf.memory import LongposMemoryCache, default_read_passes, fwpkm_layer_indices
 from longpos.memory.placement import MemoryConfig
+from longpos.plan import PositionPlan
+from longpos.positions.repo import RePoConfig
 from longpos.positions.scaling import RopeConfig
 
 
 def load_hf_model(
     path_or_model: str | os.PathLike[str] | nn.Module,
     *,
-    plan: str | Sequence[str] | None = None,
+    plan: str | Sequence[str] | PositionPlan | None = None,
     repo_start: int | None = None,
     repo: RePoConfig | None = None,
     rope: RopeConfig | None = None,
-    drope_qk_norm: str | None = None,
+    qk_norm: str = "none",
     memory: MemoryConfig | None = None,
     dtype: torch.dtype | str | None = None,
     device: str | torch.device | None = None,
@@ -71,16 +72,12 @@ def load_hf_model(
         except ValueError as exc:
             raise ValueError(f"cannot load {folder} as a causal LM: {exc}") from exc
         family_of(model)
-    if plan is not None or rope is not None or drope_qk_norm is not None or memory is not None:
+    options = (repo_start, repo, rope, memory)
+    if plan is not None or qk_norm != "none" or any(o is not None for o in options):
         apply_longpos(
-            model,
-            plan,
-            repo_start=repo_start,
-            repo=repo,
-            rope=rope,
-            drope_qk_norm=drope_qk_norm,
+            model, plan, repo_start=repo_start, repo=repo, rope=rope, qk_norm=qk_norm,
             memory=memory,
-        )
+        )  # fmt: skip
     if device is not None:
         model = model.to(device)
     return model
@@ -202,19 +199,13 @@ def load_eval_model(
     tokenizer: Any = None,
     dtype: torch.dtype | str | None = None,
     max_length: int | None = None,
-    temperature_c: float | str | None = None,
-    train_length: int | None = None,
 ) -> HFEvalModel:
     """An :class:`HFEvalModel` for a local folder. The tokenizer is the folder's own
-    (``AutoTokenizer``, local files only) unless given; ``None`` if it has none.
-    ``temperature_c`` + ``train_length`` switch on DroPE's per-query temperature."""
+    (``AutoTokenizer``, local files only) unless given; ``None`` if it has none. (Scalings
+    and DroPE's temperature: :mod:`longpos.surgery` on ``.model``.)"""
     model = load_hf_model(path, dtype=dtype, device=device)
     if tokenizer is None:
         tokenizer = local_tokenizer(path)
-    if temperature_c is not None:
-        if train_length is None:
-            raise ValueError("temperature_c needs train_length (the training context length)")
-        set_temperature(model, c=temperature_c, train_length=train_length, mode="dynamic")
     return HFEvalModel(model, tokenizer, max_length=max_length)
 
 
@@ -230,4 +221,74 @@ def local_tokenizer(folder: str | os.PathLike[str]) -> Any:
     return AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
 
 
-_local_tokenizer = local_tokenizer  # kept for callers of the first private name
+TAKES_FROM_MODEL_CONFIG: tuple[str, ...] = (
+    "plan", "repo_start", "repo", "temperature", "rope", "memory", "qk_norm",
+)  # fmt: skip
+"""The :class:`~longpos.config.ModelConfig` fields a Hugging Face model can take (the rest is
+its architecture, fixed by its weights)."""
+
+
+def model_config_view(path_or_model: str | os.PathLike[str] | nn.Module) -> Any:
+    """A Hugging Face model (a local folder's config, or a loaded model) described as a
+    :class:`~longpos.config.ModelConfig`, so the CLI's ``--model.*`` options mean the same
+    for native and Hugging Face models."""
+    from transformers import AutoConfig
+
+    from longpos.config import ModelConfig
+    from longpos.hf.memory import memory_config
+    from longpos.hf.modeling import layer_shape, position_plan
+    from longpos.hf.rope import training_length
+
+    if isinstance(path_or_model, nn.Module):
+        config: Any = path_or_model.config
+    else:
+        folder = Path(path_or_model)
+        if not (folder / "config.json").is_file():
+            raise ValueError(f"{folder} is not a Hugging Face model folder (no config.json)")
+        config = AutoConfig.from_pretrained(str(folder), local_files_only=True)
+    shape = layer_shape(config)
+    plan = position_plan(config)
+    return ModelConfig(
+        **{name: getattr(plan, name) for name in ("plan", "repo_start", "repo", "temperature")},
+        vocab_size=int(config.vocab_size),
+        d_model=shape.d_model,
+        n_layers=int(config.num_hidden_layers),
+        n_heads=shape.n_heads,
+        n_kv_heads=shape.n_kv_heads,
+        head_dim=shape.head_dim,
+        ffn_hidden=getattr(config, "intermediate_size", None),
+        max_seq_len=training_length(config),
+        rope=shape.rope,
+        qk_norm=str(getattr(config, "longpos_qk_norm", None) or "none"),
+        qk_norm_layout="full",
+        norm_eps=float(getattr(config, "rms_norm_eps", 1e-6)),
+        tie_embeddings=bool(getattr(config, "tie_word_embeddings", False)),
+        memory=memory_config(config) or MemoryConfig(),
+    )
+
+
+def apply_model_config(model: nn.Module, wanted: Any) -> list[str]:
+    """Give a Hugging Face model the options of ``wanted`` (a ModelConfig) that differ from
+    its own :func:`model_config_view`; returns their names. Options it cannot take (its
+    architecture) raise a ``ValueError`` naming them."""
+    from dataclasses import fields
+
+    have = model_config_view(model)
+    changed = [f.name for f in fields(wanted) if getattr(wanted, f.name) != getattr(have, f.name)]
+    fixed = [name for name in changed if name not in TAKES_FROM_MODEL_CONFIG]
+    if fixed:
+        raise ValueError(
+            f"--model.{{{','.join(fixed)}}} cannot change a Hugging Face model's architecture "
+            f"(fixed by its weights); it can take only --model.{{"
+            f"{','.join(TAKES_FROM_MODEL_CONFIG)}}}"
+        )
+    if not changed:
+        return []
+    apply_longpos(
+        model,
+        wanted.position_plan(),
+        rope=wanted.rope if "rope" in changed else None,
+        qk_norm=wanted.qk_norm if "qk_norm" in changed else "none",
+        memory=wanted.memory if "memory" in changed else None,
+    )
+    return changed

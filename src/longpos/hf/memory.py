@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -146,17 +146,24 @@ def _scale_output(module: nn.Module, n_layers: int) -> None:
 
 
 @torch.no_grad()
-def init_missing_memory(module: nn.Module) -> None:
-    """transformers' missing-key init for a memory module: its own init for every tensor the
-    checkpoint did not provide (tensors flagged ``_is_hf_initialized`` are kept)."""
+def init_missing(module: nn.Module, init: Callable[[], None]) -> None:
+    """transformers' missing-key init for a module with its own init (memory, position
+    modules): ``init()`` for every tensor the checkpoint did not provide (tensors flagged
+    ``_is_hf_initialized`` are kept)."""
     tensors = [*module.parameters(), *module.buffers()]
     kept = [(t, t.detach().clone()) for t in tensors if getattr(t, "_is_hf_initialized", False)]
     if len(kept) == len(tensors):
         return
-    module.reset_parameters()  # type: ignore[operator]
-    _scale_output(module, int(getattr(module, "_longpos_n_layers", 1)))
+    init()
     for tensor, value in kept:
         tensor.copy_(value)
+
+
+@torch.no_grad()
+def reset_memory(module: nn.Module) -> None:
+    """A memory module's own init, residual output divided by sqrt(2 L) (the native init)."""
+    module.reset_parameters()  # type: ignore[operator]
+    _scale_output(module, int(getattr(module, "_longpos_n_layers", 1)))
 
 
 def install_memory(model: nn.Module) -> None:

@@ -24,7 +24,6 @@ import torch
 from huggingface_hub.dataclasses import strict
 from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM, DynamicCache
-from transformers import initialization as hf_init
 
 from longpos.hf.attention import ATTENTION_CLASSES, LongposAttentionMixin
 from longpos.hf.compat import CACHE_KWARG, take_cache
@@ -36,13 +35,28 @@ from longpos.hf.memory import (
     check_memory_inputs,
     default_read_passes,
     fwpkm_layer_indices,
-    init_missing_memory,
+    init_missing,
     install_memory,
     memory_states,
+    reset_memory,
 )
+from longpos.hf.rope import model_rope
 from longpos.memory.fwpkm import FwPKMLayer
 from longpos.memory.pkm import StaticPKM
-from longpos.positions.repo import REPO_INIT_STD
+from longpos.plan import PositionPlan
+from longpos.positions.rope import PositionAssigner, PositionEncoding
+from longpos.positions.techniques import LayerShape
+
+
+LONGPOS_FIELDS: dict[str, tuple[str, Any]] = {
+    "longpos_positions": ("dict | None", None),
+    "longpos_qk_norm": ("str", "none"),
+    "longpos_memory": ("dict | None", None),
+}
+"""The fields a converted config adds to the family's: the position plan
+(:meth:`longpos.plan.PositionPlan.plan_dict`, the same JSON as a native config's), DroPE's
+added q/k norms (``none | q | k | qk``) and the memory layers
+(:meth:`longpos.memory.placement.MemoryConfig.to_dict`)."""
 
 
 def _make_config_class(family: Family) -> type:
@@ -55,18 +69,8 @@ def _make_config_class(family: Family) -> type:
             f"(model_type ``{family.longpos_type}``)."
         ),
         "model_type": family.longpos_type,
-        "__annotations__": {
-            "longpos_plan": "list[str] | None",
-            "longpos_repo": "dict | None",
-            "longpos_qk_norm": "str | None",
-            "longpos_temperature": "dict | None",
-            "longpos_memory": "dict | None",
-        },
-        "longpos_plan": None,
-        "longpos_repo": None,
-        "longpos_qk_norm": None,
-        "longpos_temperature": None,
-        "longpos_memory": None,
+        "__annotations__": {name: kind for name, (kind, _) in LONGPOS_FIELDS.items()},
+        **{name: default for name, (_, default) in LONGPOS_FIELDS.items()},
     }
     cls = type(name, (family.config_class,), namespace)
     return strict(cls)  # type: ignore[no-any-return]
@@ -169,21 +173,18 @@ class LongposCausalLMMixin:
 
 
 def _longpos_init_weights(base_init: Any, module: Any) -> None:
-    """``_init_weights`` for the inner decoder model: the paper's init for RePo linears.
+    """``_init_weights`` for the inner decoder model: position and memory modules get their
+    own init (the same as in the native model), the rest the family's.
 
-    transformers calls it only for tensors missing from a checkpoint (guarded init).
+    transformers calls it for the modules of tensors missing from a checkpoint, children
+    before parents; tensors it already loaded are kept (:func:`init_missing`).
     """
-    if isinstance(module, FwPKMLayer | StaticPKM):
-        init_missing_memory(module)
-        return
-    kind = getattr(module, "_longpos_init", None)
-    if kind is None:
+    if isinstance(module, PositionAssigner | PositionEncoding):
+        init_missing(module, module.init_weights)
+    elif isinstance(module, FwPKMLayer | StaticPKM):
+        init_missing(module, functools.partial(reset_memory, module))
+    elif not getattr(module, "_longpos_owned", False):
         base_init(module)
-    elif kind == "zeros":
-        hf_init.zeros_(module.weight)
-    else:
-        std = REPO_INIT_STD
-        hf_init.trunc_normal_(module.weight, mean=0.0, std=std, a=-3 * std, b=3 * std)
 
 
 def _make_model_class(family: Family, config_class: type) -> type:
@@ -217,23 +218,35 @@ def register_auto_classes() -> None:
 
 
 # ------------------------------------------------------------------ installation
+def position_plan(model_or_config: Any) -> PositionPlan:
+    """The :class:`~longpos.plan.PositionPlan` of a (converted or stock) model or config."""
+    config = getattr(model_or_config, "config", model_or_config)
+    return PositionPlan.plan_from_dict(dict(getattr(config, "longpos_positions", None) or {}))
+
+
+def layer_shape(config: Any) -> LayerShape:
+    """What a position technique needs to know about this model's attention layers."""
+    heads = int(config.num_attention_heads)
+    head_dim = getattr(config, "head_dim", None) or int(config.hidden_size) // heads
+    kv = int(getattr(config, "num_key_value_heads", None) or heads)
+    return LayerShape(int(config.hidden_size), heads, kv, int(head_dim), model_rope(config))
+
+
 def install_from_config(model: nn.Module) -> None:
     """Make every decoder layer's attention match ``model.config.longpos_*``."""
     config: Any = model.config
     family = FAMILIES[config.model_type.removesuffix("_longpos")]
     layers = decoder_layers(model)
-    plan = config.longpos_plan or ["rope"] * len(layers)
-    if len(plan) != len(layers):
-        raise ValueError(
-            f"config.longpos_plan has {len(plan)} entries but the model has {len(layers)} layers"
-        )
+    plan = position_plan(config)
+    techniques = plan.layer_plan(len(layers))
+    shape = layer_shape(config)
     inner: Any = model.model
     if not isinstance(inner.__dict__.get("_init_weights"), functools.partial):
         # The decoder model is its own PreTrainedModel: transformers initialises its
         # modules with *its* _init_weights, so the hook goes on that instance.
         inner._init_weights = functools.partial(_longpos_init_weights, inner._init_weights)
     attention_class = ATTENTION_CLASSES[family.name]
-    for layer, technique in zip(layers, plan, strict=True):
+    for layer, technique in zip(layers, techniques, strict=True):
         attn = layer.self_attn
         if not isinstance(attn, LongposAttentionMixin):
             if type(attn) is not family.attention_class:
@@ -244,25 +257,11 @@ def install_from_config(model: nn.Module) -> None:
             attn.__class__ = attention_class
         attn.longpos_configure(  # type: ignore[operator]
             technique,
-            repo_options=config.longpos_repo,
+            plan,
+            shape,
             extra_qk_norm=config.longpos_qk_norm,
             norm_class=type(layer.input_layernorm)
             if hasattr(layer, "input_layernorm")
             else type(layer.post_attention_layernorm),
         )
-    apply_temperature_from_config(model)
     install_memory(model)
-
-
-def apply_temperature_from_config(model: nn.Module) -> None:
-    """Set every attention's beta from ``config.longpos_temperature``."""
-    temp = getattr(model.config, "longpos_temperature", None) or {}
-    mode = temp.get("mode", "static")
-    for layer in decoder_layers(model):
-        attn = layer.self_attn
-        if mode == "dynamic":
-            attn.longpos_beta = 1.0
-            attn.longpos_dynamic_temperature = (float(temp["c"]), int(temp["train_length"]))
-        else:
-            attn.longpos_beta = float(temp.get("beta", 1.0))
-            attn.longpos_dynamic_temperature = None

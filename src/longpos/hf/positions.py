@@ -35,7 +35,8 @@ class PositionRecord:
 
 @contextmanager
 def record_positions(model: nn.Module) -> Iterator[PositionRecord]:
-    """Collect the z of every RePo layer during the forwards run inside the block.
+    """Collect the positions of every layer with learned positions (RePo) during the forwards
+    run inside the block.
 
     >>> with record_positions(model) as rec:
     ...     model(input_ids)
@@ -46,7 +47,7 @@ def record_positions(model: nn.Module) -> Iterator[PositionRecord]:
     attns = [layer.self_attn for layer in decoder_layers(model)]
     try:
         for attn in attns:
-            if isinstance(attn, LongposAttentionMixin) and attn.longpos_technique == "repo":
+            if isinstance(attn, LongposAttentionMixin) and not attn.assigner.returns_index:
                 record.chunks[attn.layer_idx] = []
                 attn._longpos_record = record.chunks[attn.layer_idx]
         yield record

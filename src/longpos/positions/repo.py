@@ -24,6 +24,8 @@ and ``variant`` selects the simpler ``linear`` (d -> H_kv) or ``linear_shared``
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -35,42 +37,66 @@ REPO_INITS = ("trunc_normal", "zero_assign")
 REPO_INIT_STD = 0.02
 
 
+@dataclass
+class RePoConfig:
+    """Options of the RePo position assigner (``spec/repo.md``); paper defaults."""
+
+    hidden_ratio: int = 8
+    """d_p = d_model // hidden_ratio, the SwiGLU width of f_phi (>= 1)."""
+    variant: str = "swiglu"
+    """Predictor: swiglu (paper) | linear (d -> H_kv) | linear_shared (d -> 1)."""
+    init: str = "trunc_normal"
+    """trunc_normal (paper: std 0.02, cut at +-3 std) | zero_assign (W_z = 0; ablation)."""
+    index_blend: float = 0.0
+    """Ablation: z <- (1 - p) z + p * index, p in [0, 1]; 0 (off) in the paper."""
+    apply_rope_scaling: bool = True
+    """Apply the model's RoPE scaling (e.g. YaRN) to RePo layers too, as the paper's
+    evaluation code does; False is the ablation."""
+    lr_multiplier: float = 1.0
+    """Learning-rate multiplier for the assigner parameters (> 0; 1.0 = paper)."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.hidden_ratio, int) or self.hidden_ratio < 1:
+            raise ValueError(f"repo.hidden_ratio={self.hidden_ratio!r} must be an integer >= 1")
+        if self.variant not in REPO_VARIANTS:
+            raise ValueError(f"repo.variant={self.variant!r} is unknown; allowed: {REPO_VARIANTS}")
+        if self.init not in REPO_INITS:
+            raise ValueError(f"repo.init={self.init!r} is unknown; allowed: {REPO_INITS}")
+        if not 0.0 <= self.index_blend <= 1.0:
+            raise ValueError(f"repo.index_blend={self.index_blend} must be in [0, 1]")
+        if not self.lr_multiplier > 0:
+            raise ValueError(f"repo.lr_multiplier={self.lr_multiplier} must be > 0")
+
+
 def trunc_normal_init(weight: torch.Tensor, std: float, generator: torch.Generator | None) -> None:
     """Truncated normal, mean 0, cut at +-3 std."""
     nn.init.trunc_normal_(weight, mean=0.0, std=std, a=-3 * std, b=3 * std, generator=generator)
 
 
 class RePoAssigner(PositionAssigner):
-    """f_phi: hidden state ``(B, T, d)`` -> positions ``(B, H_kv, T)`` (float32)."""
+    """f_phi: hidden state ``(B, T, d)`` -> positions ``(B, H_kv, T)`` (float32).
 
-    def __init__(
-        self,
-        d_model: int,
-        n_heads: int,
-        *,
-        hidden_ratio: int = 8,
-        variant: str = "swiglu",
-        init: str = "trunc_normal",
-        index_blend: float = 0.0,
-    ):
+    Its parameters form the ``repo`` optimiser group at ``options.lr_multiplier``.
+    """
+
+    optim_group = "repo"
+
+    def __init__(self, d_model: int, n_heads: int, options: RePoConfig | None = None, **kwargs):
         super().__init__()
-        if variant not in REPO_VARIANTS:
-            raise ValueError(f"repo variant={variant!r} is unknown; allowed: {REPO_VARIANTS}")
-        if init not in REPO_INITS:
-            raise ValueError(f"repo init={init!r} is unknown; allowed: {REPO_INITS}")
-        if not 0.0 <= index_blend <= 1.0:
-            raise ValueError(f"repo index_blend={index_blend} must be in [0, 1]")
-        self.variant = variant
-        self.init = init
-        self.index_blend = index_blend
+        options = options if options is not None else RePoConfig(**kwargs)
+        self.options = options
+        self.variant = options.variant
+        self.init = options.init
+        self.index_blend = options.index_blend
+        self.lr_multiplier = options.lr_multiplier
         self.n_heads = n_heads
-        hidden = max(1, d_model // hidden_ratio)
-        if variant == "swiglu":
+        hidden = max(1, d_model // options.hidden_ratio)
+        if options.variant == "swiglu":
             self.gate = nn.Linear(d_model, hidden, bias=False)
             self.content = nn.Linear(d_model, hidden, bias=False)
             self.assign = nn.Linear(hidden, n_heads, bias=False)
         else:
-            out = 1 if variant == "linear_shared" else n_heads
+            out = 1 if options.variant == "linear_shared" else n_heads
             self.assign = nn.Linear(d_model, out, bias=False)
         self.init_weights()
 

@@ -16,16 +16,35 @@ Token budget of a sequence of ``length`` tokens (``body = length - 1`` after ``B
 
 So at the same length an eval context has the records of a training context plus about half
 a sequence more filler.
+
+Both tasks build a layout with ``_build(cfg, length, rng, depth, dense)``; this module also
+owns the seeding of that call for training (:func:`training_example`) and eval
+(:func:`eval_layout`), the eval :class:`~longpos.tasks.base.Sample` (:func:`eval_sample`),
+the registration of such a task (:func:`register`) and the ``filler`` option check.
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
 
+from longpos.tasks.base import NeedleSpan, Sample, TaskSpec, derive_seed, register_task
 from longpos.tasks.fitting import TooShortError
-from longpos.tasks.symbolic import SymbolicVocab
+from longpos.tasks.symbolic import (
+    ExampleFn,
+    SymbolicVocab,
+    register_token_example,
+    single_token_sample,
+)
 
 FILLER_MODES = ("between", "after")
+
+
+def default_records(length: int, record_len: int, lo: int, hi: int) -> int:
+    """Records of ``record_len`` tokens filling about half the body: ``((length - 1) // 2) //
+    record_len``, clamped to ``[lo, hi]`` (the default table / graph size)."""
+    return min(hi, max(lo, ((length - 1) // 2) // record_len))
 
 
 def budget(
@@ -76,3 +95,118 @@ def render(
         out += rec
     out += [vocab.any_sym(rng) for _ in range(gap_sizes[-1])]
     return out, starts
+
+
+class Layout(Protocol):
+    """What a task's ``_build`` returns: the sequence and its answer mask (and task details)."""
+
+    ids: list[int]
+    mask: list[bool]
+
+
+def check_filler(task: str, mode: Any) -> None:
+    """A config's ``filler`` must be one of :data:`FILLER_MODES`."""
+    if mode not in FILLER_MODES:
+        raise ValueError(f"{task}: filler must be one of {FILLER_MODES}, got {mode!r}")
+
+
+L = TypeVar("L", bound=Layout)
+
+
+def _checked(b: L, length: int) -> L:
+    assert len(b.ids) == length, (len(b.ids), length)
+    return b
+
+
+def training_example(
+    build: Callable[..., L], task: str, length: int, seed: int, cfg: Any, dense: bool
+) -> tuple[list[int], list[bool]]:
+    """``(ids, mask)`` of ``build(cfg, length, rng, None, dense)`` for the training seed.
+
+    ``dense=True``: many questions, every answer token marked; ``dense=False``: the eval
+    layout (one question at the end).
+    """
+    b = build(cfg, length, random.Random(derive_seed(task, seed, dense)), None, dense)
+    _checked(b, length)
+    return b.ids, b.mask
+
+
+def eval_layout(
+    build: Callable[..., L], task: str, length: int, seed: int, cfg: Any, depth: float | None
+) -> L:
+    """``build(cfg, length, rng, depth, dense=False)`` for the eval seed."""
+    rng = random.Random(derive_seed(task + "-eval", seed))
+    return _checked(build(cfg, length, rng, depth, False), length)
+
+
+def eval_sample(
+    spec: TaskSpec,
+    cfg: Any,
+    b: Layout,
+    *,
+    length: int,
+    seed: int,
+    qa_len: int,
+    depth: float,
+    needles: list[NeedleSpan],
+    meta: dict[str, Any],
+) -> Sample:
+    """The eval :class:`Sample` of layout ``b``: prompt ``b.ids[:-1]``, answer the last token.
+
+    Its ``meta`` is the shared keys (family, vocabulary, the context's token span), then ``meta``.
+    """
+    v = cfg.vocab
+    return single_token_sample(
+        spec, length=length, seed=seed, prompt=b.ids[:-1], answer=b.ids[-1:], vocab=v,
+        depth=depth, needles=needles,
+        meta={"family": spec.family, "vocab_size": v.vocab_size, "num_symbols": v.num_symbols,
+              "context_token_span": [1, length - 1 - (qa_len - 1)], **meta},
+    )  # fmt: skip
+
+
+Describe = Callable[[Any, Any], tuple[float, list[NeedleSpan], dict[str, Any]]]
+"""``(cfg, eval layout) -> (depth, needles, task meta)`` of one eval sample."""
+
+
+def register(
+    name: str,
+    family: str,
+    config_cls: type,
+    build: Callable[..., Layout],
+    describe: Describe,
+    example: ExampleFn,
+    *,
+    qa_len: int,
+    description: str,
+) -> None:
+    """Register a token-level-only structured task and its training ``example`` function.
+
+    Its eval sample is ``build``'s eval layout (:func:`eval_layout`), described by ``describe``
+    and finished by :func:`eval_sample`; the metric is ``token_accuracy``.
+    """
+
+    def token_fn(
+        spec: TaskSpec, *, length: int, seed: int, depth: float | None, options: dict[str, Any]
+    ) -> Sample:
+        cfg = spec.make_config(options)
+        b = eval_layout(build, name, length, seed, cfg, depth)
+        d, needles, meta = describe(cfg, b)
+        return eval_sample(
+            spec, cfg, b, length=length, seed=seed, qa_len=qa_len,
+            depth=d, needles=needles, meta=meta,
+        )  # fmt: skip
+
+    token_fn.__name__ = token_fn.__qualname__ = f"_{name}"
+    register_task(
+        TaskSpec(
+            name=name,
+            family=family,
+            metric="token_accuracy",
+            config_cls=config_cls,
+            defaults={},
+            text_fn=None,
+            token_fn=token_fn,
+            description=description,
+        )
+    )
+    register_token_example(name, example)

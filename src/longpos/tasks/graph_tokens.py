@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from longpos.tasks import _token_records as rec
-from longpos.tasks.base import NeedleSpan, Sample, TaskSpec, derive_seed, register_task
+from longpos.tasks.base import NeedleSpan
 from longpos.tasks.symbolic import (
     ANS,
     BOS,
@@ -49,7 +49,7 @@ from longpos.tasks.symbolic import (
     QUERY,
     SEP,
     SymbolicVocab,
-    register_token_example,
+    check_num_symbols,
 )
 
 __all__ = ["GraphTokensConfig", "graph_example", "random_cycles"]
@@ -78,11 +78,7 @@ class GraphTokensConfig:
     ``after`` the edge list (one block before the question)."""
 
     def __post_init__(self) -> None:
-        if not isinstance(self.num_symbols, int) or not 8 <= self.num_symbols <= 1_000_000:
-            raise ValueError(
-                f"graph_tokens: num_symbols must be an int in [8, 1000000], "
-                f"got {self.num_symbols!r}"
-            )
+        check_num_symbols(self.num_symbols, 8, NAME)
         if self.nodes is not None and not (
             isinstance(self.nodes, int) and MIN_CYCLE <= self.nodes <= self.num_symbols
         ):
@@ -92,10 +88,7 @@ class GraphTokensConfig:
             )
         if self.hops not in (1, 2) or isinstance(self.hops, bool):
             raise ValueError(f"graph_tokens: hops must be 1 or 2, got {self.hops!r}")
-        if self.filler not in rec.FILLER_MODES:
-            raise ValueError(
-                f"graph_tokens: filler must be one of {rec.FILLER_MODES}, got {self.filler!r}"
-            )
+        rec.check_filler(NAME, self.filler)
 
     @property
     def vocab(self) -> SymbolicVocab:
@@ -104,7 +97,7 @@ class GraphTokensConfig:
     def nodes_for(self, length: int) -> int:
         if self.nodes is not None:
             return self.nodes
-        return min(self.num_symbols, max(MIN_CYCLE, ((length - 1) // 2) // EDGE_LEN))
+        return rec.default_records(length, EDGE_LEN, MIN_CYCLE, self.num_symbols)
 
 
 def random_cycles(nodes: list[int], rng: random.Random) -> dict[int, int]:
@@ -161,28 +154,18 @@ def _build(
             b = succ[b]
         ids += [QUERY, a, ANS, b]
         mask += [False, False, False, True]
-    assert len(ids) == length, (len(ids), length)
     return _Built(ids, mask, starts, a, filler, n)
 
 
 def graph_example(
     length: int, seed: int, cfg: GraphTokensConfig, dense: bool = True
 ) -> tuple[list[int], list[bool]]:
-    """One training sequence ``(ids, mask)`` of exactly ``length`` tokens.
-
-    ``dense=True``: many questions, every answer token marked; ``dense=False``: the eval
-    layout (one question at the end).
-    """
-    b = _build(cfg, length, random.Random(derive_seed(NAME, seed, dense)), None, dense)
-    return b.ids, b.mask
+    """One training sequence ``(ids, mask)`` of exactly ``length`` tokens (see
+    :func:`longpos.tasks._token_records.training_example`)."""
+    return rec.training_example(_build, NAME, length, seed, cfg, dense)
 
 
-def _graph_tokens(
-    spec: TaskSpec, *, length: int, seed: int, depth: float | None, options: dict[str, Any]
-) -> Sample:
-    cfg: GraphTokensConfig = spec.make_config(options)
-    b = _build(cfg, length, random.Random(derive_seed(NAME + "-eval", seed)), depth, False)
-    prompt, answer = b.ids[:-1], b.ids[-1:]
+def _describe(cfg: GraphTokensConfig, b: _Built) -> tuple[float, list[NeedleSpan], dict[str, Any]]:
     path = [b.last]
     for _ in range(cfg.hops):
         path.append(b.ids[b.starts[path[-1]] + 2])
@@ -195,29 +178,12 @@ def _graph_tokens(
         NeedleSpan("value", "", -1, -1, last + 2, last + 3),
     ]
     ordered = sorted(b.starts.values())
-    v = cfg.vocab
-    return Sample(
-        task=spec.name, level="token", seed=seed, target_length=length, prompt_ids=prompt,
-        answers=[v.decode(answer)], metric="token_accuracy", tokens_to_generate=1,
-        answer_ids=[answer], depth=ordered.index(first) / max(1, b.num_nodes - 1),
-        needles=needles,
-        meta={"family": spec.family, "vocab_size": v.vocab_size, "num_symbols": v.num_symbols,
-              "context_token_span": [1, length - 1 - (QA_LEN - 1)], "nodes": b.num_nodes,
-              "hops": cfg.hops, "filler_tokens": b.filler, "path": path},
-    )  # fmt: skip
+    meta = {"nodes": b.num_nodes, "hops": cfg.hops, "filler_tokens": b.filler, "path": path}
+    return ordered.index(first) / max(1, b.num_nodes - 1), needles, meta
 
 
-register_task(
-    TaskSpec(
-        name=NAME,
-        family="graph",
-        metric="token_accuracy",
-        config_cls=GraphTokensConfig,
-        defaults={},
-        text_fn=None,
-        token_fn=_graph_tokens,
-        description="edge list of a functional graph: QUERY a ANS -> 1- or 2-hop successor "
-        "(token level, dense)",
-    )
-)
-register_token_example(NAME, graph_example)
+rec.register(
+    NAME, "graph", GraphTokensConfig, _build, _describe, graph_example, qa_len=QA_LEN,
+    description="edge list of a functional graph: QUERY a ANS -> 1- or 2-hop successor "
+    "(token level, dense)",
+)  # fmt: skip

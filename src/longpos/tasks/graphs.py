@@ -20,9 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from longpos.data.tokenizers import Tokenizer
-from longpos.tasks.base import Sample, TaskSpec, derive_seed, new_rng, register_task
-from longpos.tasks.fitting import Rendered, TextBuilder, fit_text
+from longpos.tasks._render import Plan, TextJob, layout, text_task
+from longpos.tasks.base import TaskSpec, derive_seed, register_task
+from longpos.tasks.fitting import Rendered
 from longpos.tasks.metrics import dijkstra
 
 __all__ = [
@@ -354,41 +354,25 @@ GENERATORS: dict[str, tuple[Callable[..., GraphInstance], str, int]] = {
 }
 
 
-def _graph_text(
-    spec: TaskSpec,
-    *,
-    length: int,
-    tokenizer: Tokenizer,
-    seed: int,
-    depth: float | None,
-    tokens_to_generate: int | None,
-    options: dict[str, Any],
-) -> Sample:
-    cfg: GraphConfig = spec.make_config(options)
-    gen, _, ttg0 = GENERATORS[spec.name]
-    rng = new_rng(spec.name, seed)
+@text_task
+def _graph_text(job: TextJob) -> Plan:
+    cfg: GraphConfig = job.cfg
+    gen, _, ttg0 = GENERATORS[job.spec.name]
+    rng, length, tokens_to_generate = job.rng, job.length, job.tokens_to_generate
     want = rng.random() < 0.5
     base = rng.getrandbits(63)
 
     def build(extra: int) -> Rendered:
         n = cfg.min_nodes + extra
         g = gen(random.Random(derive_seed(base, n)), n, cfg, want)
-        b = TextBuilder()
-        b.add(g.body, "context")
-        b.add(g.question)
-        b.add(g.answer_prefix)
-        return Rendered(
-            prompt=b.text(), spans=[], answers=g.answers, answer_prefix=g.answer_prefix,
-            context_span=(0, len(g.body)), meta=g.meta,
-        )  # fmt: skip
+        return layout(
+            "", lambda b: b.add(g.body), g.question, g.answer_prefix, answers=g.answers, meta=g.meta
+        )
 
     # Topological orders list every node: budget about 3 tokens per node.
     ttg = tokens_to_generate if tokens_to_generate is not None else (ttg0 or max(16, length // 4))
     cap = None if cfg.max_nodes is None else cfg.max_nodes - cfg.min_nodes
-    return fit_text(
-        spec, build, tokenizer, target_length=length, tokens_to_generate=ttg, seed=seed,
-        config=cfg, hi=max(1, length // 40), max_size=cap if cap is not None else 100_000,
-    )  # fmt: skip
+    return Plan(build, ttg, hi=max(1, length // 40), max_size=cap if cap is not None else 100_000)
 
 
 _DESCR = {

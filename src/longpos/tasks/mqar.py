@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from longpos.tasks.base import NeedleSpan, Sample, TaskSpec, derive_seed, register_task
-from longpos.tasks.symbolic import BOS, SymbolicVocab
+from longpos.tasks.symbolic import BOS, SymbolicVocab, check_num_symbols, single_token_sample
 
 __all__ = ["MQARConfig", "mqar_example"]
 
@@ -38,10 +38,7 @@ class MQARConfig:
     """Fill non-query slots with random symbols (else PAD)."""
 
     def __post_init__(self) -> None:
-        if not isinstance(self.num_symbols, int) or not 8 <= self.num_symbols <= 1_000_000:
-            raise ValueError(
-                f"num_symbols must be an int in [8, 1000000], got {self.num_symbols!r}"
-            )
+        check_num_symbols(self.num_symbols)
         if self.num_kv_pairs is not None and not (
             isinstance(self.num_kv_pairs, int) and 1 <= self.num_kv_pairs <= self.num_symbols // 2
         ):
@@ -122,10 +119,9 @@ def _mqar_tokens(
         NeedleSpan("key", "", -1, -1, 1 + 2 * pi, 2 + 2 * pi),
         NeedleSpan("value", "", -1, -1, 2 + 2 * pi, 3 + 2 * pi),
     ]
-    return Sample(
-        task=spec.name, level="token", seed=seed, target_length=length, prompt_ids=prompt,
-        answers=[cfg.vocab.decode(answer)], metric="token_accuracy", tokens_to_generate=1,
-        answer_ids=[answer], depth=pi / max(1, n - 1), needles=needles,
+    return single_token_sample(
+        spec, length=length, seed=seed, prompt=prompt, answer=answer, vocab=cfg.vocab,
+        depth=pi / max(1, n - 1), needles=needles,
         meta={"family": "mqar", "num_kv_pairs": n, "vocab_size": cfg.vocab.vocab_size,
               "num_symbols": cfg.num_symbols, "context_token_span": [1, length - 1]},
     )  # fmt: skip

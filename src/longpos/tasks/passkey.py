@@ -10,12 +10,11 @@ is exact match of the first generated number. The token-level rendering is
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
-from longpos.data.tokenizers import Tokenizer
 from longpos.tasks import symbolic
-from longpos.tasks.base import Sample, TaskSpec, new_rng, register_task
-from longpos.tasks.fitting import Rendered, TextBuilder, fit_text
+from longpos.tasks._render import Plan, TextJob, layout, text_task
+from longpos.tasks.base import TaskSpec, register_task
+from longpos.tasks.fitting import Rendered, TextBuilder
 from longpos.tasks.haystack import noise_stream
 
 __all__ = ["PasskeyConfig"]
@@ -40,50 +39,37 @@ class PasskeyConfig(symbolic.TokenOptions):
             raise ValueError(f"max_key must be an int in [1, 10**12], got {self.max_key!r}")
 
 
-def _passkey_text(
-    spec: TaskSpec,
-    *,
-    length: int,
-    tokenizer: Tokenizer,
-    seed: int,
-    depth: float | None,
-    tokens_to_generate: int | None,
-    options: dict[str, Any],
-) -> Sample:
-    cfg: PasskeyConfig = spec.make_config(options)
-    ttg = 16 if tokens_to_generate is None else int(tokens_to_generate)
-    rng = new_rng(spec.name, seed)
+@text_task
+def _passkey_text(job: TextJob) -> Plan:
+    cfg: PasskeyConfig = job.cfg
+    rng = job.rng
     key = str(rng.randint(1, cfg.max_key))
-    d = depth if depth is not None else rng.choice([i / 10 for i in range(11)])
+    d = job.depth if job.depth is not None else rng.choice([i / 10 for i in range(11)])
     stream = noise_stream()
 
     def build(size: int) -> Rendered:
         words = " ".join(stream.take(size)).split()
         cut = round(d * len(words))
         prefix, suffix = " ".join(words[:cut]), " ".join(words[cut:])
-        b = TextBuilder()
-        b.add(TASK_LINE + "\n")
-        c0 = len(b)
-        if prefix:
-            b.add(prefix + "\n")
-        b.add_tagged(
-            [("The pass key is ", None), (key, "value"), (". Remember it. ", None),
-             (key, "value"), (" is the pass key.", None)],
-            role="needle",
-        )  # fmt: skip
-        if suffix:
-            b.add("\n" + suffix)
-        c1 = len(b)
-        b.add("\n" + QUESTION)
-        return Rendered(
-            prompt=b.text(), spans=b.spans, answers=[key], answer_prefix=" " + QUESTION.split("? ")[1],
-            depth=d, context_span=(c0, c1), meta={"filler_words": len(words)},
+
+        def context(b: TextBuilder) -> None:
+            if prefix:
+                b.add(prefix + "\n")
+            b.add_tagged(
+                [("The pass key is ", None), (key, "value"), (". Remember it. ", None),
+                 (key, "value"), (" is the pass key.", None)],
+                role="needle",
+            )  # fmt: skip
+            if suffix:
+                b.add("\n" + suffix)
+
+        ask, answer_prefix = QUESTION.split("? ")
+        return layout(
+            TASK_LINE + "\n", context, "\n" + ask + "?", " " + answer_prefix,
+            answers=[key], depth=d, meta={"filler_words": len(words)},
         )  # fmt: skip
 
-    return fit_text(
-        spec, build, tokenizer, target_length=length, tokens_to_generate=ttg, seed=seed,
-        config=cfg, hi=max(1, length // 2),
-    )  # fmt: skip
+    return Plan(build, job.budget(16), hi=max(1, job.length // 2))
 
 
 register_task(

@@ -26,13 +26,13 @@ import string
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
-from longpos.data.tokenizers import Tokenizer
 from longpos.data.words import common_vocabulary, random_adjective_noun
 from longpos.tasks import symbolic
-from longpos.tasks.base import Sample, TaskSpec, derive_seed, new_rng, register_task
-from longpos.tasks.fitting import Rendered, TextBuilder, TooShortError, fit_text
+from longpos.tasks._render import Plan, TextJob, layout, text_task
+from longpos.tasks.base import TaskSpec, derive_seed, register_task
+from longpos.tasks.fitting import Rendered, TextBuilder
 from longpos.tasks.haystack import (
     NOISE_BLOCK,
     HaystackStream,
@@ -75,8 +75,27 @@ def _check_range(name: str, value: Any, lo: float, hi: float | None = None) -> N
 
 
 @dataclass
-class NIAHConfig(symbolic.TokenOptions):
+class _RulerOptions(symbolic.TokenOptions):
+    """The token options, then the checks a RULER config declares: every field of ``CHOICES``
+    against its allowed values, then every field of ``RANGES`` against its ``(lo, hi)``."""
+
+    CHOICES: ClassVar[dict[str, tuple[Any, ...]]] = {}
+    RANGES: ClassVar[dict[str, tuple[float, float]]] = {}
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name, allowed in self.CHOICES.items():
+            _check_choice(name, getattr(self, name), allowed)
+        for name, (lo, hi) in self.RANGES.items():
+            _check_range(name, getattr(self, name), lo, hi)
+
+
+@dataclass
+class NIAHConfig(_RulerOptions):
     """A needle-in-a-haystack configuration (RULER ``niah``)."""
+
+    CHOICES = {"haystack": _HAYSTACKS, "key_type": _TYPES, "value_type": _TYPES}
+    RANGES = {"num_keys": (1, 64), "num_values": (1, 64), "num_queries": (1, 64)}
 
     haystack: str = "essay"
     """``noise`` | ``essay`` | ``needle`` (distractor needles) | ``repeat``."""
@@ -92,34 +111,24 @@ class NIAHConfig(symbolic.TokenOptions):
     repeat_sentence: str = "The grass is green and the sky is blue."
     """The sentence repeated by the ``repeat`` haystack."""
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        _check_choice("haystack", self.haystack, _HAYSTACKS)
-        _check_choice("key_type", self.key_type, _TYPES)
-        _check_choice("value_type", self.value_type, _TYPES)
-        _check_range("num_keys", self.num_keys, 1, 64)
-        _check_range("num_values", self.num_values, 1, 64)
-        _check_range("num_queries", self.num_queries, 1, 64)
-
 
 @dataclass
-class VTConfig(symbolic.TokenOptions):
+class VTConfig(_RulerOptions):
     """Variable tracking (RULER ``vt``): chains of assignments hidden in noise."""
+
+    RANGES = {"num_chains": (1, 16), "num_hops": (1, 32)}
 
     num_chains: int = 1
     num_hops: int = 4
     few_shot: bool = True
     """Prepend RULER's one-shot example (a short chain with 3-letter names)."""
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        _check_range("num_chains", self.num_chains, 1, 16)
-        _check_range("num_hops", self.num_hops, 1, 32)
-
 
 @dataclass
-class CWEConfig(symbolic.TokenOptions):
+class CWEConfig(_RulerOptions):
     """Common words extraction (RULER ``cwe``)."""
+
+    RANGES = {"freq_cw": (2, 1000), "freq_ucw": (1, 1000), "num_cw": (1, 100)}
 
     freq_cw: int = 30
     freq_ucw: int = 3
@@ -128,37 +137,30 @@ class CWEConfig(symbolic.TokenOptions):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check_range("freq_cw", self.freq_cw, 2, 1000)
-        _check_range("freq_ucw", self.freq_ucw, 1, 1000)
-        _check_range("num_cw", self.num_cw, 1, 100)
         if self.freq_ucw >= self.freq_cw:
             raise ValueError(f"freq_ucw must be < freq_cw={self.freq_cw}, got {self.freq_ucw}")
 
 
 @dataclass
-class FWEConfig(symbolic.TokenOptions):
+class FWEConfig(_RulerOptions):
     """Frequent words extraction (RULER ``fwe``): Zipf-distributed coded words."""
+
+    RANGES = {"alpha": (1.01, 10.0)}
 
     alpha: float = 2.0
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        _check_range("alpha", self.alpha, 1.01, 10.0)
-
 
 @dataclass
-class QAConfig(symbolic.TokenOptions):
+class QAConfig(_RulerOptions):
     """Multi-document QA (RULER ``qa``) over a local SQuAD v2 / HotpotQA file."""
+
+    CHOICES = {"dataset": ("squad", "hotpotqa")}
 
     data_path: str | None = None
     """Local dataset file (SQuAD v2.0 dev JSON for qa_1, HotpotQA dev-distractor JSON for qa_2).
     Falls back to the environment variables ``LONGPOS_SQUAD`` / ``LONGPOS_HOTPOTQA``."""
     dataset: str = "squad"
     """``squad`` | ``hotpotqa``."""
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        _check_choice("dataset", self.dataset, ("squad", "hotpotqa"))
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -194,10 +196,6 @@ def _singular(text: str) -> str:
     return text.replace("answers", "answer")
 
 
-def _ttg(tokens_to_generate: int | None, family: str) -> int:
-    return TOKENS_TO_GENERATE[family] if tokens_to_generate is None else int(tokens_to_generate)
-
-
 def _add_context(
     b: TextBuilder,
     items: list[tuple[str, object | None]],
@@ -225,19 +223,10 @@ NIAH_TAIL = "\nWhat are all the special magic {tv} for {query} mentioned in the 
 NIAH_PREFIX = " The special magic {tv} for {query} mentioned in the provided text are"
 
 
-def _niah_text(
-    spec: TaskSpec,
-    *,
-    length: int,
-    tokenizer: Tokenizer,
-    seed: int,
-    depth: float | None,
-    tokens_to_generate: int | None,
-    options: dict[str, Any],
-) -> Sample:
-    cfg: NIAHConfig = spec.make_config(options)
-    ttg = _ttg(tokens_to_generate, "niah")
-    rng = new_rng(spec.name, seed)
+@text_task
+def _niah_text(job: TextJob) -> Plan:
+    cfg: NIAHConfig = job.cfg
+    rng, depth = job.rng, job.depth
     k = max(cfg.num_keys, cfg.num_queries)
     used: set[str] = set()
     keys = _distinct(cfg.key_type, rng, k, used)
@@ -278,34 +267,17 @@ def _niah_text(
 
     def build(size: int) -> Rendered:
         units = stream.take(size)
-        b = TextBuilder()
-        b.add(head.format(tv=tv))
-        c0 = len(b)
-        _add_context(b, insert_units(units, placed), stream.joiner, render_needle)
-        c1 = len(b)
-        b.add(tail.format(tv=tv, query=query))
-        p = prefix.format(tv=tv, query=query)
-        b.add(p)
-        return Rendered(
-            prompt=b.text(),
-            spans=b.spans,
+        return layout(
+            head.format(tv=tv),
+            lambda b: _add_context(b, insert_units(units, placed), stream.joiner, render_needle),
+            tail.format(tv=tv, query=query),
+            prefix.format(tv=tv, query=query),
             answers=[values[q][vi] for q in queried for vi in range(cfg.num_values)],
-            answer_prefix=p,
             depth=depths[j],
-            context_span=(c0, c1),
             meta={"haystack_units": len(units), "haystack": cfg.haystack},
         )
 
-    return fit_text(
-        spec,
-        build,
-        tokenizer,
-        target_length=length,
-        tokens_to_generate=ttg,
-        seed=seed,
-        config=cfg,
-        hi=max(1, length // 2),
-    )
+    return Plan(build, job.budget(TOKENS_TO_GENERATE["niah"]), hi=max(1, job.length // 2))
 
 
 def _niah_stream(cfg: NIAHConfig, rng: random.Random, used: set[str]) -> HaystackStream:
@@ -360,19 +332,10 @@ def _vt_lines(names: list[str], value: str) -> list[tuple[str, str]]:
     return out
 
 
-def _vt_text(
-    spec: TaskSpec,
-    *,
-    length: int,
-    tokenizer: Tokenizer,
-    seed: int,
-    depth: float | None,
-    tokens_to_generate: int | None,
-    options: dict[str, Any],
-) -> Sample:
-    cfg: VTConfig = spec.make_config(options)
-    ttg = _ttg(tokens_to_generate, "variable_tracking")
-    rng = new_rng(spec.name, seed)
+@text_task
+def _vt_text(job: TextJob) -> Plan:
+    cfg: VTConfig = job.cfg
+    rng, depth = job.rng, job.depth
     chains = _vt_chains(rng, cfg.num_chains, cfg.num_hops, 5)
     placed: list[tuple[float, object]] = []
     d0 = depth if depth is not None else rng.choice(DEPTH_GRID[:-1])
@@ -413,34 +376,18 @@ def _vt_text(
 
     def build(size: int) -> Rendered:
         units = stream.take(size)
-        b = TextBuilder()
-        b.add(example + VT_HEAD)
-        c0 = len(b)
-        _add_context(b, insert_units(units, placed), stream.joiner, render_needle)
-        c1 = len(b)
-        b.add(VT_TAIL.format(query=value0))
-        p = VT_PREFIX.format(num_v=len(names0), query=value0)
-        b.add(p)
-        return Rendered(
-            prompt=b.text(),
-            spans=b.spans,
+        return layout(
+            example + VT_HEAD,
+            lambda b: _add_context(b, insert_units(units, placed), stream.joiner, render_needle),
+            VT_TAIL.format(query=value0),
+            VT_PREFIX.format(num_v=len(names0), query=value0),
             answers=list(names0),
-            answer_prefix=p,
             depth=d0,
-            context_span=(c0, c1),
             meta={"haystack_units": len(units), "chain_value": value0},
         )
 
-    return fit_text(
-        spec,
-        build,
-        tokenizer,
-        target_length=length,
-        tokens_to_generate=ttg,
-        seed=seed,
-        config=cfg,
-        hi=max(1, length // 2),
-    )
+    ttg = job.budget(TOKENS_TO_GENERATE["variable_tracking"])
+    return Plan(build, ttg, hi=max(1, job.length // 2))
 
 
 # ---------------------------------------------------------------------------- CWE
@@ -476,38 +423,21 @@ def _cwe_items(words: list[str], n_common: int, f_cw: int, f_ucw: int, seed: int
     return items
 
 
-def _cwe_text(
-    spec: TaskSpec,
-    *,
-    length: int,
-    tokenizer: Tokenizer,
-    seed: int,
-    depth: float | None,
-    tokens_to_generate: int | None,
-    options: dict[str, Any],
-) -> Sample:
-    cfg: CWEConfig = spec.make_config(options)
-    ttg = _ttg(tokens_to_generate, "cwe")
+@text_task
+def _cwe_text(job: TextJob) -> Plan:
     # RULER uses lighter frequencies below 4096 tokens; we also fall back to them when the
     # full regime does not fit (e.g. byte-level tokens, which are ~4x more per word).
-    if length >= 4096:
-        try:
-            return _cwe_attempt(spec, cfg, length, tokenizer, seed, ttg, small=False)
-        except TooShortError:
-            pass
-    return _cwe_attempt(spec, cfg, length, tokenizer, seed, ttg, small=True)
+    ttg = job.budget(TOKENS_TO_GENERATE["cwe"])
+    if job.length >= 4096:
+        plan = _cwe_plan(job, job.rng, ttg, small=False)
+        plan.fallback = lambda: _cwe_plan(job, job.fresh_rng(), ttg, small=True)
+        return plan
+    return _cwe_plan(job, job.rng, ttg, small=True)
 
 
-def _cwe_attempt(
-    spec: TaskSpec,
-    cfg: CWEConfig,
-    length: int,
-    tokenizer: Tokenizer,
-    seed: int,
-    ttg: int,
-    small: bool,
-) -> Sample:
-    rng = new_rng(spec.name, seed)
+def _cwe_plan(job: TextJob, rng: random.Random, ttg: int, small: bool) -> Plan:
+    cfg: CWEConfig = job.cfg
+    length = job.length
     f_cw, f_ucw = (min(6, cfg.freq_cw), 1) if small else (cfg.freq_cw, cfg.freq_ucw)
     base = rng.getrandbits(63)
     n_cap = 200_000
@@ -532,34 +462,16 @@ def _cwe_attempt(
     def build(size: int) -> Rendered:
         words = pool[: cfg.num_cw + size]
         items = _cwe_items(words, cfg.num_cw, f_cw, f_ucw, derive_seed(base, size))
-        b = TextBuilder()
-        b.add(example + CWE_HEAD)
-        c0 = len(b)
-        b.add(_numbered(items))
-        c1 = len(b)
-        b.add(CWE_TAIL.format(n=cfg.num_cw))
-        p = CWE_PREFIX.format(n=cfg.num_cw)
-        b.add(p)
-        return Rendered(
-            prompt=b.text(),
-            spans=[],
+        return layout(
+            example + CWE_HEAD,
+            lambda b: b.add(_numbered(items)),
+            CWE_TAIL.format(n=cfg.num_cw),
+            CWE_PREFIX.format(n=cfg.num_cw),
             answers=words[: cfg.num_cw],
-            answer_prefix=p,
-            context_span=(c0, c1),
             meta={"num_words": len(words), "freq": [f_cw, f_ucw], "small_regime": small},
         )
 
-    return fit_text(
-        spec,
-        build,
-        tokenizer,
-        target_length=length,
-        tokens_to_generate=ttg,
-        seed=seed,
-        config=cfg,
-        hi=max(1, length // 16),
-        max_size=len(pool) - cfg.num_cw,
-    )
+    return Plan(build, ttg, hi=max(1, length // 16), max_size=len(pool) - cfg.num_cw)
 
 
 # ---------------------------------------------------------------------------- FWE
@@ -583,20 +495,12 @@ def _zeta(alpha: float, terms: int = 100_000) -> float:
     return s + terms ** (1 - alpha) / (alpha - 1) + 0.5 * terms**-alpha
 
 
-def _fwe_text(
-    spec: TaskSpec,
-    *,
-    length: int,
-    tokenizer: Tokenizer,
-    seed: int,
-    depth: float | None,
-    tokens_to_generate: int | None,
-    options: dict[str, Any],
-) -> Sample:
-    cfg: FWEConfig = spec.make_config(options)
-    ttg = _ttg(tokens_to_generate, "fwe")
-    rng = new_rng(spec.name, seed)
-    n_vocab = max(6, (length - ttg) // 50)
+@text_task
+def _fwe_text(job: TextJob) -> Plan:
+    cfg: FWEConfig = job.cfg
+    ttg = job.budget(TOKENS_TO_GENERATE["fwe"])
+    rng = job.rng
+    n_vocab = max(6, (job.length - ttg) // 50)
     seen: set[str] = set()
     vocab: list[str] = []
     while len(vocab) < n_vocab:
@@ -621,32 +525,16 @@ def _fwe_text(
         n = lo + size
         items = [w for w, c in zip(vocab, counts(n), strict=True) for _ in range(c)]
         random.Random(derive_seed(base, size)).shuffle(items)
-        b = TextBuilder()
-        b.add(FWE_HEAD)
-        c0 = len(b)
-        b.add(" ".join(items))
-        c1 = len(b)
-        b.add(FWE_TAIL)
-        b.add(FWE_PREFIX)
-        return Rendered(
-            prompt=b.text(),
-            spans=[],
+        return layout(
+            FWE_HEAD,
+            lambda b: b.add(" ".join(items)),
+            FWE_TAIL,
+            FWE_PREFIX,
             answers=vocab[1:4],
-            answer_prefix=FWE_PREFIX,
-            context_span=(c0, c1),
             meta={"n": n, "counts_top5": counts(n)[:5]},
         )
 
-    return fit_text(
-        spec,
-        build,
-        tokenizer,
-        target_length=length,
-        tokens_to_generate=ttg,
-        seed=seed,
-        config=cfg,
-        hi=max(1, length // 8),
-    )
+    return Plan(build, ttg, hi=max(1, job.length // 8))
 
 
 # ---------------------------------------------------------------------------- QA
@@ -744,21 +632,13 @@ def load_qa_data(path: str, dataset: str, mtime: float = 0.0) -> QAData:
     return data
 
 
-def _qa_text(
-    spec: TaskSpec,
-    *,
-    length: int,
-    tokenizer: Tokenizer,
-    seed: int,
-    depth: float | None,
-    tokens_to_generate: int | None,
-    options: dict[str, Any],
-) -> Sample:
-    cfg: QAConfig = spec.make_config(options)
-    path = _qa_path(spec.name, cfg)
+@text_task
+def _qa_text(job: TextJob) -> Plan:
+    cfg: QAConfig = job.cfg
+    path = _qa_path(job.spec.name, cfg)
     data = load_qa_data(str(path), cfg.dataset, path.stat().st_mtime)
-    ttg = _ttg(tokens_to_generate, "qa")
-    rng = new_rng(spec.name, seed)
+    ttg = job.budget(TOKENS_TO_GENERATE["qa"])
+    rng, depth = job.rng, job.depth
     question, answers, gold, same = data.questions[rng.randrange(len(data.questions))]
     near = [i for i in same if i not in gold]
     rng.shuffle(near)
@@ -773,53 +653,43 @@ def _qa_text(
         random.Random(derive_seed(base, size)).shuffle(order)
         at = round(d * len(order))
         order[at:at] = gold
-        b = TextBuilder()
-        b.add(QA_HEAD)
-        c0 = len(b)
-        for i, di in enumerate(order):
-            if i:
-                b.add("\n\n")
-            text = data.docs[di]
-            if di in gold:
-                hit = next((a for a in answers if a in text), None)
-                if hit is not None:
-                    k = text.index(hit)
-                    b.add_tagged(
-                        [
-                            (f"Document {i + 1}:\n{text[:k]}", None),
-                            (hit, "value"),
-                            (text[k + len(hit) :], None),
-                        ],
-                        role="needle",
-                    )
-                else:
-                    b.add(f"Document {i + 1}:\n{text}", "needle")
-            else:
-                b.add(f"Document {i + 1}:\n{text}")
-        c1 = len(b)
-        b.add(QA_TAIL.format(query=question))
-        b.add(QA_PREFIX)
-        return Rendered(
-            prompt=b.text(),
-            spans=b.spans,
+        return layout(
+            QA_HEAD,
+            lambda b: _add_documents(b, data.docs, order, gold, answers),
+            QA_TAIL.format(query=question),
+            QA_PREFIX,
             answers=answers,
-            answer_prefix=QA_PREFIX,
             depth=d,
-            context_span=(c0, c1),
             meta={"num_docs": len(order), "question": question},
         )
 
-    return fit_text(
-        spec,
-        build,
-        tokenizer,
-        target_length=length,
-        tokens_to_generate=ttg,
-        seed=seed,
-        config=cfg,
-        hi=max(1, length // 200),
-        max_size=len(distract),
-    )
+    return Plan(build, ttg, hi=max(1, job.length // 200), max_size=len(distract))
+
+
+def _add_documents(
+    b: TextBuilder, docs: list[str], order: list[int], gold: list[int], answers: list[str]
+) -> None:
+    """``Document i:`` blocks; a gold document is a needle, its first answer hit the value."""
+    for i, di in enumerate(order):
+        if i:
+            b.add("\n\n")
+        text = docs[di]
+        if di in gold:
+            hit = next((a for a in answers if a in text), None)
+            if hit is not None:
+                k = text.index(hit)
+                b.add_tagged(
+                    [
+                        (f"Document {i + 1}:\n{text[:k]}", None),
+                        (hit, "value"),
+                        (text[k + len(hit) :], None),
+                    ],
+                    role="needle",
+                )
+            else:
+                b.add(f"Document {i + 1}:\n{text}", "needle")
+        else:
+            b.add(f"Document {i + 1}:\n{text}")
 
 
 # ---------------------------------------------------------------------------- registry
@@ -838,81 +708,52 @@ _NIAH: dict[str, dict[str, Any]] = {
 }
 _EXACT = {"niah_single_1", "niah_multikey_2", "niah_multikey_3", "vt", "fwe"}
 
-for _name, _d in _NIAH.items():
+
+def _register(
+    name: str,
+    family: str,
+    config_cls: type,
+    text_fn: Any,
+    token_fn: Any,
+    description: str,
+    *,
+    metric: str = "string_match_all",
+    defaults: dict[str, Any] | None = None,
+    ruler_like: bool = False,
+) -> None:
     register_task(
         TaskSpec(
-            name=_name,
-            family="niah",
-            metric="string_match_all",
-            config_cls=NIAHConfig,
-            defaults=_d,
-            text_fn=_niah_text,
-            token_fn=symbolic.niah_tokens,
-            description=f"RULER {_name}: retrieve the value(s) of the queried key(s) "
-            f"({_d['haystack']} haystack, {_d['key_type']} keys, {_d['value_type']} values)",
-            ruler_like=_name not in _EXACT,
+            name=name,
+            family=family,
+            metric=metric,
+            config_cls=config_cls,
+            defaults={} if defaults is None else defaults,
+            text_fn=text_fn,
+            token_fn=token_fn,
+            description=description,
+            ruler_like=ruler_like,
         )
     )
-register_task(
-    TaskSpec(
-        name="vt",
-        family="variable_tracking",
-        metric="string_match_all",
-        config_cls=VTConfig,
-        defaults={},
-        text_fn=_vt_text,
-        token_fn=symbolic.vt_tokens,
-        description="RULER vt: name every variable of a 4-hop assignment chain hidden in noise",
-    )
-)
-register_task(
-    TaskSpec(
-        name="cwe",
-        family="cwe",
-        metric="string_match_all",
-        config_cls=CWEConfig,
-        defaults={},
-        text_fn=_cwe_text,
-        token_fn=symbolic.cwe_tokens,
-        ruler_like=True,
-        description="RULER cwe: the 10 most common words of a long numbered list",
-    )
-)
-register_task(
-    TaskSpec(
-        name="fwe",
-        family="fwe",
-        metric="string_match_all",
-        config_cls=FWEConfig,
-        defaults={},
-        text_fn=_fwe_text,
-        token_fn=symbolic.fwe_tokens,
-        description="RULER fwe: the 3 most frequent coded words of a Zipf-distributed text",
-    )
-)
-register_task(
-    TaskSpec(
-        name="qa_1",
-        family="qa",
-        metric="string_match_part",
-        config_cls=QAConfig,
-        defaults={"dataset": "squad"},
-        text_fn=_qa_text,
-        token_fn=symbolic.qa_tokens,
-        description="RULER qa_1: SQuAD v2 question over many documents (local file required)",
-    )
-)
-register_task(
-    TaskSpec(
-        name="qa_2",
-        family="qa",
-        metric="string_match_part",
-        config_cls=QAConfig,
-        defaults={"dataset": "hotpotqa"},
-        text_fn=_qa_text,
-        token_fn=symbolic.qa_tokens,
-        description="RULER qa_2: HotpotQA multi-hop question over many documents (local file required)",
-    )
-)
+
+
+for _name, _d in _NIAH.items():
+    _register(
+        _name, "niah", NIAHConfig, _niah_text, symbolic.niah_tokens,
+        f"RULER {_name}: retrieve the value(s) of the queried key(s) "
+        f"({_d['haystack']} haystack, {_d['key_type']} keys, {_d['value_type']} values)",
+        defaults=_d, ruler_like=_name not in _EXACT,
+    )  # fmt: skip
+_register("vt", "variable_tracking", VTConfig, _vt_text, symbolic.vt_tokens,
+          "RULER vt: name every variable of a 4-hop assignment chain hidden in noise")  # fmt: skip
+_register("cwe", "cwe", CWEConfig, _cwe_text, symbolic.cwe_tokens,
+          "RULER cwe: the 10 most common words of a long numbered list", ruler_like=True)  # fmt: skip
+_register("fwe", "fwe", FWEConfig, _fwe_text, symbolic.fwe_tokens,
+          "RULER fwe: the 3 most frequent coded words of a Zipf-distributed text")  # fmt: skip
+_register("qa_1", "qa", QAConfig, _qa_text, symbolic.qa_tokens,
+          "RULER qa_1: SQuAD v2 question over many documents (local file required)",
+          metric="string_match_part", defaults={"dataset": "squad"})  # fmt: skip
+_register("qa_2", "qa", QAConfig, _qa_text, symbolic.qa_tokens,
+          "RULER qa_2: HotpotQA multi-hop question over many documents (local file required)",
+          metric="string_match_part", defaults={"dataset": "hotpotqa"})  # fmt: skip
 
 RULER_TASKS: tuple[str, ...] = (*_NIAH, "vt", "cwe", "fwe", "qa_1", "qa_2")

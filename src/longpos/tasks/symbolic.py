@@ -37,6 +37,8 @@ __all__ = [
     "make_token_example",
     "make_token_batch",
     "register_token_example",
+    "check_num_symbols",
+    "single_token_sample",
 ]
 
 MARKERS: tuple[str, ...] = (
@@ -84,6 +86,16 @@ class SymbolicVocab:
         return " ".join(MARKERS[i] if 0 <= i < NUM_MARKERS else f"s{i - NUM_MARKERS}" for i in ids)
 
 
+def check_num_symbols(value: Any, lo: int = 8, task: str = "") -> None:
+    """The one check of a config's ``num_symbols``: an int in ``[lo, 1000000]``.
+
+    Raises ``ValueError``, prefixed with ``"{task}: "`` when ``task`` is given.
+    """
+    if not isinstance(value, int) or not lo <= value <= 1_000_000:
+        where = f"{task}: " if task else ""
+        raise ValueError(f"{where}num_symbols must be an int in [{lo}, 1000000], got {value!r}")
+
+
 @dataclass
 class TokenOptions:
     """Options of every task's token-level rendering (base class of the task configs)."""
@@ -100,10 +112,7 @@ class TokenOptions:
     """Length range of the repeated noise sentence."""
 
     def __post_init__(self) -> None:
-        if not isinstance(self.num_symbols, int) or not 8 <= self.num_symbols <= 1_000_000:
-            raise ValueError(
-                f"num_symbols must be an int in [8, 1000000], got {self.num_symbols!r}"
-            )
+        check_num_symbols(self.num_symbols)
         if self.noise not in ("auto", "repeat", "random"):
             raise ValueError(
                 f"noise must be one of ('auto', 'repeat', 'random'), got {self.noise!r}"
@@ -477,6 +486,27 @@ def token_sample(
             **inst.meta,
         },
     )
+
+
+def single_token_sample(
+    spec: TaskSpec,
+    *,
+    length: int,
+    seed: int,
+    prompt: list[int],
+    answer: list[int],
+    vocab: SymbolicVocab,
+    depth: float,
+    needles: list[NeedleSpan],
+    meta: dict[str, Any],
+) -> Sample:
+    """Token-level eval sample of the tasks answered by one token (``answer``, metric
+    ``token_accuracy``): MQAR, ``table_tokens``, ``graph_tokens``."""
+    return Sample(
+        task=spec.name, level="token", seed=seed, target_length=length, prompt_ids=prompt,
+        answers=[vocab.decode(answer)], metric="token_accuracy", tokens_to_generate=1,
+        answer_ids=[answer], depth=depth, needles=needles, meta=meta,
+    )  # fmt: skip
 
 
 niah_tokens = vt_tokens = cwe_tokens = fwe_tokens = qa_tokens = passkey_tokens = token_sample

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from longpos.tasks import _token_records as rec
-from longpos.tasks.base import NeedleSpan, Sample, TaskSpec, derive_seed, register_task
+from longpos.tasks.base import NeedleSpan
 from longpos.tasks.symbolic import (
     ANS,
     BOS,
@@ -48,7 +48,7 @@ from longpos.tasks.symbolic import (
     QUERY,
     SEP,
     SymbolicVocab,
-    register_token_example,
+    check_num_symbols,
 )
 
 __all__ = ["TableTokensConfig", "table_example"]
@@ -76,11 +76,7 @@ class TableTokensConfig:
     ``after`` the table (one block before the question)."""
 
     def __post_init__(self) -> None:
-        if not isinstance(self.num_symbols, int) or not 32 <= self.num_symbols <= 1_000_000:
-            raise ValueError(
-                f"table_tokens: num_symbols must be an int in [32, 1000000], "
-                f"got {self.num_symbols!r}"
-            )
+        check_num_symbols(self.num_symbols, 32, NAME)
         if not isinstance(self.cols, int) or not 1 <= self.cols <= MAX_COLS:
             raise ValueError(f"table_tokens: cols must be an int in [1, 8], got {self.cols!r}")
         if self.rows is not None and not (
@@ -90,10 +86,7 @@ class TableTokensConfig:
                 f"table_tokens: rows must be None or an int in [1, num_symbols // 2 - 8 = "
                 f"{self.max_rows}], got {self.rows!r}"
             )
-        if self.filler not in rec.FILLER_MODES:
-            raise ValueError(
-                f"table_tokens: filler must be one of {rec.FILLER_MODES}, got {self.filler!r}"
-            )
+        rec.check_filler(NAME, self.filler)
 
     @property
     def vocab(self) -> SymbolicVocab:
@@ -111,7 +104,7 @@ class TableTokensConfig:
     def rows_for(self, length: int) -> int:
         if self.rows is not None:
             return self.rows
-        return min(self.max_rows, max(1, ((length - 1) // 2) // self.row_len))
+        return rec.default_records(length, self.row_len, 1, self.max_rows)
 
 
 @dataclass
@@ -152,28 +145,18 @@ def _build(
         ids += [QUERY, keys[r], col_ids[c], ANS, cells[r][c]]
         mask += [False, False, False, False, True]
         asked = (r, c)
-    assert len(ids) == length, (len(ids), length)
     return _Built(ids, mask, [s + 1 for s in starts], asked, filler)
 
 
 def table_example(
     length: int, seed: int, cfg: TableTokensConfig, dense: bool = True
 ) -> tuple[list[int], list[bool]]:
-    """One training sequence ``(ids, mask)`` of exactly ``length`` tokens.
-
-    ``dense=True``: many questions, every answer token marked; ``dense=False``: the eval
-    layout (one question at the end).
-    """
-    b = _build(cfg, length, random.Random(derive_seed(NAME, seed, dense)), None, dense)
-    return b.ids, b.mask
+    """One training sequence ``(ids, mask)`` of exactly ``length`` tokens (see
+    :func:`longpos.tasks._token_records.training_example`)."""
+    return rec.training_example(_build, NAME, length, seed, cfg, dense)
 
 
-def _table_tokens(
-    spec: TaskSpec, *, length: int, seed: int, depth: float | None, options: dict[str, Any]
-) -> Sample:
-    cfg: TableTokensConfig = spec.make_config(options)
-    b = _build(cfg, length, random.Random(derive_seed(NAME + "-eval", seed)), depth, False)
-    prompt, answer = b.ids[:-1], b.ids[-1:]
+def _describe(cfg: TableTokensConfig, b: _Built) -> tuple[float, list[NeedleSpan], dict[str, Any]]:
     r, c = b.last
     s = b.starts[r]
     n_rows = len(b.starts)
@@ -182,27 +165,11 @@ def _table_tokens(
         NeedleSpan("key", "", -1, -1, s + 1, s + 2),
         NeedleSpan("value", "", -1, -1, s + 3 + 2 * c, s + 4 + 2 * c),
     ]
-    v = cfg.vocab
-    return Sample(
-        task=spec.name, level="token", seed=seed, target_length=length, prompt_ids=prompt,
-        answers=[v.decode(answer)], metric="token_accuracy", tokens_to_generate=1,
-        answer_ids=[answer], depth=r / max(1, n_rows - 1), needles=needles,
-        meta={"family": spec.family, "vocab_size": v.vocab_size, "num_symbols": v.num_symbols,
-              "context_token_span": [1, length - 1 - (QA_LEN - 1)], "rows": n_rows,
-              "cols": cfg.cols, "filler_tokens": b.filler, "row": r, "col": c},
-    )  # fmt: skip
+    meta = {"rows": n_rows, "cols": cfg.cols, "filler_tokens": b.filler, "row": r, "col": c}
+    return r / max(1, n_rows - 1), needles, meta
 
 
-register_task(
-    TaskSpec(
-        name=NAME,
-        family="table",
-        metric="token_accuracy",
-        config_cls=TableTokensConfig,
-        defaults={},
-        text_fn=None,
-        token_fn=_table_tokens,
-        description="linearised symbol table: QUERY row col ANS -> the cell (token level, dense)",
-    )
-)
-register_token_example(NAME, table_example)
+rec.register(
+    NAME, "table", TableTokensConfig, _build, _describe, table_example, qa_len=QA_LEN,
+    description="linearised symbol table: QUERY row col ANS -> the cell (token level, dense)",
+)  # fmt: skip

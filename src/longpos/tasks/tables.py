@@ -17,10 +17,10 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from longpos.data.tokenizers import Tokenizer
 from longpos.data.words import nouns, random_adjective_noun
-from longpos.tasks.base import Sample, TaskSpec, derive_seed, new_rng, register_task
-from longpos.tasks.fitting import Rendered, TextBuilder, fit_text
+from longpos.tasks._render import Plan, TextJob, layout, text_task
+from longpos.tasks.base import TaskSpec, derive_seed, register_task
+from longpos.tasks.fitting import Rendered, TextBuilder
 
 __all__ = ["TableConfig", "QUESTION_TYPES", "COLUMNS"]
 
@@ -112,19 +112,10 @@ def _question(
     return f"What is the entity with the {word} {num} known for?", rows[best]["known_for"], best
 
 
-def _table_text(
-    spec: TaskSpec,
-    *,
-    length: int,
-    tokenizer: Tokenizer,
-    seed: int,
-    depth: float | None,
-    tokens_to_generate: int | None,
-    options: dict[str, Any],
-) -> Sample:
-    cfg: TableConfig = spec.make_config(options)
-    ttg = 32 if tokens_to_generate is None else int(tokens_to_generate)
-    rng = new_rng(spec.name, seed)
+@text_task
+def _table_text(job: TextJob) -> Plan:
+    cfg: TableConfig = job.cfg
+    rng = job.rng
     stream = _Rows(random.Random(rng.getrandbits(63)))
     base = rng.getrandbits(63)
     passages = cfg.passages or cfg.question_type == "multihop"
@@ -135,31 +126,26 @@ def _table_text(
     def build(extra: int) -> Rendered:
         rows = stream.take(cfg.min_rows + extra)
         q, ans, ev = _question(
-            cfg.question_type, rows, random.Random(derive_seed(base, len(rows))), depth
+            cfg.question_type, rows, random.Random(derive_seed(base, len(rows))), job.depth
         )
-        b = TextBuilder()
-        b.add(intro)
-        c0 = len(b)
-        b.add("| " + " | ".join(cols) + " |\n|" + "---|" * len(cols) + "\n")
-        for k, row in enumerate(rows):
-            line = "| " + " | ".join(str(row[c]) for c in cols) + " |\n"
-            b.add(line, "needle" if k == ev else None)
-        if passages:
-            b.add("\nPassages:\n")
-            for row in rows:
-                b.add(f"{row['name']} is known for its {row['known_for']}.\n")
-        c1 = len(b)
-        b.add(f"\nQuestion: {q}\nAnswer:")
-        return Rendered(
-            prompt=b.text(), spans=b.spans, answers=[ans], answer_prefix=" Answer:",
-            depth=None if ev is None else ev / max(1, len(rows) - 1), context_span=(c0, c1),
+
+        def context(b: TextBuilder) -> None:
+            b.add("| " + " | ".join(cols) + " |\n|" + "---|" * len(cols) + "\n")
+            for k, row in enumerate(rows):
+                line = "| " + " | ".join(str(row[c]) for c in cols) + " |\n"
+                b.add(line, "needle" if k == ev else None)
+            if passages:
+                b.add("\nPassages:\n")
+                for row in rows:
+                    b.add(f"{row['name']} is known for its {row['known_for']}.\n")
+
+        return layout(
+            intro, context, f"\nQuestion: {q}", "\nAnswer:", answers=[ans], answer_prefix=" Answer:",
+            depth=None if ev is None else ev / max(1, len(rows) - 1),
             meta={"num_rows": len(rows), "question": q, "question_type": cfg.question_type},
         )  # fmt: skip
 
-    return fit_text(
-        spec, build, tokenizer, target_length=length, tokens_to_generate=ttg, seed=seed,
-        config=cfg, hi=max(1, length // 40),
-    )  # fmt: skip
+    return Plan(build, job.budget(32), hi=max(1, job.length // 40))
 
 
 for _qt in QUESTION_TYPES:

@@ -7,12 +7,14 @@
   error.
 - DroPE recalibration: ``--init-from runs/rope/model --drope`` drops positional encoding
   from every layer, then trains at the original length.
-- A Hugging Face model folder: ``--hf-model PATH --hf-plan repo`` converts it with
+- A Hugging Face model folder: ``--hf-model PATH --model.plan repo`` converts it with
   ``longpos.hf`` (``--drope`` drops its positions instead) and continues pretraining it on
   text tokenised with its own tokenizer (``--train.data.kind text``); the result is saved
-  with ``save_pretrained`` (tokenizer files copied). ``--hf-memory.kind fwpkm
-  --hf-memory.layers 2,10`` (and the other ``--hf-memory.*`` options of
-  :class:`~longpos.memory.placement.MemoryConfig`) adds FwPKM / static PKM layers to it.
+  with ``save_pretrained`` (tokenizer files copied). The ``--model.*`` options mean what they
+  mean for a native model: their defaults are the folder's own (plan, RePo options, RoPE,
+  memory, ...), and ``--model.memory.kind fwpkm --model.memory.layers 2,10`` adds FwPKM /
+  static PKM layers. Options that would change its architecture (``--model.d_model``, ...)
+  are refused with a message naming them.
 
 A rerun with the same ``--out`` resumes from ``out/checkpoint`` exactly.
 """
@@ -27,7 +29,6 @@ from typing import cast
 import torch
 
 from longpos.config import ModelConfig
-from longpos.memory.placement import MemoryConfig
 from longpos.train.config import TrainConfig
 
 
@@ -48,12 +49,8 @@ class TrainArgs:
     drope_qk_norm: str = "none"
     """DroPE QK-norm variant: none | q | k | qk."""
     hf_model: str | None = None
-    """A local Hugging Face model folder to train instead of a native model (longpos[hf])."""
-    hf_plan: str | None = None
-    """Per-layer plan to convert --hf-model to (rope | nope | r2n1 | n2r1 | repo | list)."""
-    hf_memory: MemoryConfig = field(default_factory=MemoryConfig)
-    """FwPKM / static PKM layers to add to --hf-model (kind none: keep its memory as is;
-    placed like --model.memory; pswa_prob must stay 0)."""
+    """A local Hugging Face model folder to train instead of a native model (longpos[hf]);
+    the --model.* defaults are then the folder's own."""
     parallel: str = "ddp"
     """Under torchrun: ddp | fsdp."""
     resume: bool = True
@@ -64,7 +61,7 @@ def build_model(args: TrainArgs) -> tuple[torch.nn.Module, list[str]]:
     """The model to train and the names of weights that were freshly initialised."""
     from longpos.checkpoint import load_model
     from longpos.model import LongposLM
-    from longpos.positions.drope import drop_positions
+    from longpos.surgery import drop_positions
 
     gen = torch.Generator().manual_seed(args.train.seed)
     if args.hf_model is not None:
@@ -85,24 +82,22 @@ def build_model(args: TrainArgs) -> tuple[torch.nn.Module, list[str]]:
 
 def build_hf_model(args: TrainArgs) -> tuple[torch.nn.Module, list[str]]:
     from longpos import hf
+    from longpos.config import ModelConfig
+    from longpos.hf.loading import apply_model_config
+    from longpos.surgery import drop_positions
 
     if args.init_from is not None:
         raise ValueError("--hf-model and --init-from are exclusive: the HF folder is the start")
-    if args.drope and args.hf_plan is not None:
-        raise ValueError("--drope already sets every layer to NoPE: drop --hf-plan")
     assert args.hf_model is not None  # build_model calls this only with --hf-model set
-    if args.model.memory.enabled:
-        raise ValueError("--model.memory.* configures native models: use --hf-memory.* instead")
     model = hf.load_hf_model(args.hf_model)
     had = {id(p) for p in model.parameters()}  # trained weights already there
-    if args.hf_plan is not None:
-        hf.apply_longpos(model, args.hf_plan)
-    if args.hf_memory.enabled:
-        hf.apply_longpos(model, None, memory=args.hf_memory)
+    if args.model != ModelConfig():  # --model.* options (defaults: the folder's own)
+        if args.drope and args.model.plan != hf.position_plan(model).plan:
+            raise ValueError("--drope already sets every layer to NoPE: drop --model.plan")
+        apply_model_config(model, args.model)
     if args.drope:
-        qk = None if args.drope_qk_norm == "none" else args.drope_qk_norm
-        hf.drop_positions(model, qk_norm=qk)
-    new = [*hf.repo_parameters(model), *hf.memory_parameters(model)]
+        drop_positions(model, args.drope_qk_norm)
+    new = [*hf.position_parameters(model), *hf.memory_parameters(model)]
     fresh = [n for n, p in new if id(p) not in had]
     return model, fresh
 

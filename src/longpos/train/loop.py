@@ -109,9 +109,7 @@ class Trainer:
         self.wrapped = distributed.wrap(self.model, self.ctx, parallel)
         if extra_groups is None:  # memory layers get their own groups unless the caller chose
             extra_groups = memory_param_groups(self.model, cfg.optim.lr)
-        groups = param_groups(
-            self.model, cfg.optim, model_io.repo_lr_multiplier(model), extra_groups
-        )
+        groups = param_groups(self.model, cfg.optim, extra_groups)
         self.optimizer = build_optimizer(groups, cfg.optim)
         self.autocast = cfg.bf16 and self.device.type == "cuda"
         self.on_eval = on_eval

@@ -30,11 +30,6 @@ def vocab_size(model: torch.nn.Module) -> int:
     return int(cast(Any, model).config.vocab_size)
 
 
-def repo_lr_multiplier(model: torch.nn.Module) -> float:
-    repo = getattr(model.config, "repo", None)
-    return float(getattr(repo, "lr_multiplier", 1.0)) if repo is not None else 1.0
-
-
 def save(model: torch.nn.Module, state: dict[str, torch.Tensor], folder: Path,
          source: str | None = None) -> None:  # fmt: skip
     """Write ``state`` (full, unsharded) as a loadable model folder."""

@@ -2,8 +2,9 @@
 
 - ``decay``: matrices of the backbone (weight decay on);
 - ``no_decay``: norms, biases and embeddings;
-- ``repo``: RePo assigner parameters, with ``model.config.repo.lr_multiplier`` (decayed,
-  as in the paper);
+- one group per position-module tag: a module with an ``optim_group`` attribute (RePo's
+  assigner: ``repo``) puts its parameters in that group at its ``lr_multiplier`` (RePo:
+  ``repo.lr_multiplier``; decayed, as in the paper), in native and Hugging Face models alike;
 - modules can add their own groups (e.g. memory values) through ``extra_groups``.
 
 Each group records its peak rate as ``base_lr`` so the schedule scales every group alike.
@@ -17,10 +18,25 @@ from torch import nn
 from longpos.train.config import OptimConfig
 
 
+def tagged_groups(model: nn.Module) -> dict[str, tuple[list[nn.Parameter], float]]:
+    """name -> (parameters, lr multiplier) of every module that tags its own optimiser group
+    (``optim_group`` / ``lr_multiplier`` attributes, e.g. RePo assigners)."""
+    groups: dict[str, tuple[list[nn.Parameter], float]] = {}
+    for module in model.modules():
+        tag = getattr(module, "optim_group", None)
+        if tag is None:
+            continue
+        mult = float(getattr(module, "lr_multiplier", 1.0))
+        params, have = groups.setdefault(tag, ([], mult))
+        if have != mult:
+            raise ValueError(f"optimiser group {tag!r} has two learning-rate multipliers")
+        params.extend(module.parameters())
+    return groups
+
+
 def param_groups(
     model: nn.Module,
     cfg: OptimConfig,
-    repo_lr_multiplier: float = 1.0,
     extra_groups: dict[str, tuple[list[nn.Parameter], float, float]] | None = None,
 ) -> list[dict]:
     """Split the trainable parameters into named groups.
@@ -30,27 +46,28 @@ def param_groups(
     """
     taken: set[int] = set()
     groups: list[dict] = []
-    for name, (params, lr_mult, wd) in (extra_groups or {}).items():
-        params = [p for p in params if p.requires_grad]
+    tagged = {
+        name: (params, mult, cfg.weight_decay)
+        for name, (params, mult) in tagged_groups(model).items()
+    }
+    for name, (params, lr_mult, wd) in {**(extra_groups or {}), **tagged}.items():
+        params = [p for p in params if p.requires_grad and id(p) not in taken]
         taken.update(id(p) for p in params)
         if params:
             groups.append(dict(name=name, params=params, lr_mult=lr_mult, weight_decay=wd))
-    decay, no_decay, repo = [], [], []
+    decay, no_decay = [], []
     seen: set[int] = set()
     for pname, param in model.named_parameters():
         if not param.requires_grad or id(param) in taken or id(param) in seen:
             continue
         seen.add(id(param))
-        if "assigner." in pname:  # RePo predictors (native and converted HF models)
-            repo.append(param)
-        elif param.dim() < 2 or "embed" in pname:
+        if param.dim() < 2 or "embed" in pname:
             no_decay.append(param)
         else:
             decay.append(param)
     for name, params, lr_mult, wd in (
         ("decay", decay, 1.0, cfg.weight_decay),
         ("no_decay", no_decay, 1.0, 0.0),
-        ("repo", repo, repo_lr_multiplier, cfg.weight_decay),
     ):
         if params:
             groups.append(dict(name=name, params=params, lr_mult=lr_mult, weight_decay=wd))

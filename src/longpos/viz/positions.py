@@ -422,13 +422,9 @@ def _load_any_model(model_path: str) -> tuple[Any, dict[str, Any], str]:
             f"{folder} is neither a longpos checkpoint nor a Hugging Face model folder "
             "(no config.json)"
         )
-    try:
-        from longpos import hf
-    except ImportError as exc:
-        raise ValueError(
-            f"{folder} is not a longpos checkpoint, and Hugging Face support is not installed "
-            "(pip install 'longpos[hf]')"
-        ) from exc
+    from longpos.eval.adapter import import_hf
+
+    hf = import_hf(folder)
     evaluator = hf.load_eval_model(str(folder))  # local files only; the folder's tokenizer
     hf_model: Any = evaluator.model
     plan = ",".join(hf.layer_plan(hf_model))

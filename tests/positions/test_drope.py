@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from longpos.checkpoint import load_model, save_model
-from longpos.config import TemperatureConfig
 from longpos.model import LongposLM
-from longpos.positions.drope import drop_positions, dropped_config, set_temperature, temperature
 from longpos.positions.rope import NoPE
+from longpos.positions.temperature import TemperatureConfig, temperature
+from longpos.surgery import drop_positions, scaled_rope, set_rope, set_temperature
 
 
 @pytest.mark.parametrize("plan", ["rope", "repo", "r2n1"])
@@ -63,23 +63,41 @@ def test_no_second_qk_norm(make_model):
     with pytest.raises(ValueError, match="already normalises"):
         drop_positions(model, qk_norm="qk")
     with pytest.raises(ValueError, match="qk_norm='x'"):
-        dropped_config(model.config, "x")
+        drop_positions(model, "x")
 
 
 def test_temperature_values():
     paper = TemperatureConfig(c=0.412, target_length=None)
-    assert paper.beta(1024, 4096) == 1.0  # static, no target: off
+    assert paper.static_beta(1024) == 1.0  # static, no target: off
     for s, expected in [(1, 1.0), (2, 1.286), (4, 1.571), (8, 1.857), (16, 2.142), (32, 2.428)]:
         cfg = temperature("scratch", target_length=1024 * s)
-        assert cfg.beta(1024, 10) == pytest.approx(expected, abs=1e-3)
-    assert temperature("smollm", 8192).beta(2048, 1) == pytest.approx(1 + 0.103 * math.log(4))
-    dyn = temperature(0.5, None, mode="dynamic")
-    assert dyn.beta(100, 50) == 1.0 and dyn.beta(100, 100) == 1.0
-    assert dyn.beta(100, 400) == pytest.approx(1 + 0.5 * math.log(4))
+        assert cfg.static_beta(1024) == pytest.approx(expected, abs=1e-3)
+    assert temperature("smollm", 8192).static_beta(2048) == pytest.approx(1 + 0.103 * math.log(4))
+    # dynamic: one beta per query, from its own position p: 1 + c ln(max(1, (p + 1) / L))
+    dyn = temperature(0.5, mode="dynamic")
+    q = torch.ones(1, 1, 4, 2)
+    index = torch.tensor([[0, 99, 199, 399]])
+    scaled, scalar = dyn.scale_queries(q, index, 100)
+    assert scalar == 1.0
+    want = [1.0, 1.0, 1 + 0.5 * math.log(2), 1 + 0.5 * math.log(4)]
+    torch.testing.assert_close(scaled[0, 0, :, 0], torch.tensor(want))
     with pytest.raises(ValueError, match="unknown"):
         temperature("hot", 10)
     with pytest.raises(ValueError, match="temperature.c"):
         TemperatureConfig(c=-1)
+
+
+def test_dynamic_temperature_cached_decoding_equals_full_forward(make_model):
+    model = set_temperature(drop_positions(make_model(plan="rope")), temperature(0.412, mode="dynamic"))
+    x = torch.randint(0, 61, (2, 70))  # max_seq_len 32: beta > 1 for the last 38 queries
+    full = model(x).logits
+    cache = model.new_cache()
+    steps = [model(x[:, :20], cache=cache).logits]
+    steps += [model(x[:, t : t + 1], cache=cache).logits for t in range(20, 70)]
+    torch.testing.assert_close(torch.cat(steps, 1), full, rtol=1e-5, atol=1e-5)
+    plain = set_temperature(drop_positions(make_model(plan="rope")), None)(x).logits
+    assert plain[:, :32].equal(full[:, :32])  # identity up to the training length
+    assert (plain[:, 40:] - full[:, 40:]).abs().max() > 1e-4
 
 
 def test_temperature_is_identity_up_to_training_length_and_scales_beyond(make_model):
@@ -101,15 +119,13 @@ def test_temperature_is_identity_up_to_training_length_and_scales_beyond(make_mo
 
 
 def test_rope_scaling_applied_after_training_equals_a_model_built_with_it(make_model):
-    from longpos.positions.extend import apply_rope_scaling, scaled_rope
-
     trained = make_model(plan="repo", n_kv_heads=2)
     for scaling in ("pi", "ntk", "yarn"):
         rope = scaled_rope(trained, scaling, 4.0)
-        assert rope.original_length == trained.config.max_seq_len
+        assert getattr(rope.scaling, "original_length", 32) == trained.config.max_seq_len
         built = LongposLM(dataclasses.replace(trained.config, rope=rope)).eval()
         built.load_state_dict(trained.state_dict())
-        scaled = apply_rope_scaling(make_model(plan="repo", n_kv_heads=2), rope)
+        scaled = set_rope(make_model(plan="repo", n_kv_heads=2), rope)
         x = torch.randint(0, 61, (1, 40))
         assert scaled(x).logits.equal(built(x).logits)
         assert (scaled(x).logits - trained(x).logits).abs().max() > 1e-4
