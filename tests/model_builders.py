@@ -11,7 +11,8 @@ One helper module shared by every test that compares the two back ends:
 
 Both models are float64 by default. RMSNorm (both back ends) and the RoPE tables (native and
 transformers) are computed in float32 whatever the model dtype, so twins agree to ~1e-6
-relative, not to float64 rounding; NoPE-only models agree to ~1e-12.
+relative, not to float64 rounding; NoPE-only models agree to ~1e-12 with the twin's default
+``sdpa`` attention (``eager`` takes its softmax in float32: ~1e-6).
 """
 
 from __future__ import annotations
@@ -130,7 +131,7 @@ def hf_state(native: LongposLM) -> dict[str, torch.Tensor]:
     return {hf_name(name): tensor for name, tensor in state.items()}
 
 
-def llama_config(native_cfg: ModelConfig, attn: str = "eager") -> LlamaConfig:
+def llama_config(native_cfg: ModelConfig, attn: str = "sdpa") -> LlamaConfig:
     """A stock Llama config of the native model's shape (and RoPE)."""
     head_dim = native_cfg.resolved_head_dim
     config = LlamaConfig(
@@ -155,7 +156,7 @@ def llama_config(native_cfg: ModelConfig, attn: str = "eager") -> LlamaConfig:
     return config
 
 
-def stock_llama(native_cfg: ModelConfig, attn: str = "eager", seed: int = 0) -> LlamaForCausalLM:
+def stock_llama(native_cfg: ModelConfig, attn: str = "sdpa", seed: int = 0) -> LlamaForCausalLM:
     """An unconverted Llama of the native model's shape (random weights)."""
     torch.manual_seed(seed)
     model = LlamaForCausalLM(llama_config(native_cfg, attn)).eval()
@@ -163,7 +164,7 @@ def stock_llama(native_cfg: ModelConfig, attn: str = "eager", seed: int = 0) -> 
     return model
 
 
-def hf_twin(native: LongposLM, attn: str = "eager") -> nn.Module:
+def hf_twin(native: LongposLM, attn: str = "sdpa") -> nn.Module:
     """A Llama converted to the native model's position plan, holding its weights."""
     cfg = native.config
     if cfg.memory.enabled:
@@ -187,9 +188,7 @@ def copy_weights(native: LongposLM, hf: nn.Module) -> None:
     assert not missing and not unexpected, (missing, unexpected)
 
 
-def twins(
-    plan: str = "rope", attn: str = "eager", **kwargs: Any
-) -> tuple[LongposLM, nn.Module]:
+def twins(plan: str = "rope", attn: str = "sdpa", **kwargs: Any) -> tuple[LongposLM, nn.Module]:
     """``(native_model(plan, **kwargs), its hf_twin)``."""
     native = native_model(plan, **kwargs)
     return native, hf_twin(native, attn)
@@ -229,7 +228,9 @@ def cached_logits(
     else:
         hf_cache = DynamicCache(config=model.config)
         for a, b in steps:
-            out.append(model(input_ids=ids[:, a:b], use_cache=True, **{CACHE_KWARG: hf_cache}).logits)
+            out.append(
+                model(input_ids=ids[:, a:b], use_cache=True, **{CACHE_KWARG: hf_cache}).logits
+            )
     return torch.cat(out, dim=1)
 
 

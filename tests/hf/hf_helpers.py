@@ -87,7 +87,7 @@ def spread_repo(model: nn.Module, std: float = 0.6, seed: int = 3) -> None:
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, param in model.named_parameters():
-            if ".position_assigner." in name:
+            if ".assigner." in name:
                 param.copy_(torch.randn(param.shape, generator=g) * std)
 
 
@@ -99,7 +99,7 @@ def force_integer_positions(model: nn.Module) -> None:
         return index.to(torch.float32)[:, None, :].expand(bsz, self.n_heads, seq)
 
     for layer in model.model.layers:
-        assigner = getattr(layer.self_attn, "position_assigner", None)
+        assigner = getattr(layer.self_attn, "assigner", None)
         if assigner is not None:
             assigner.forward = types.MethodType(forward, assigner)
 

@@ -8,6 +8,7 @@ from hf_helpers import N_KV, spread_repo, tiny_model, token_ids
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaModel
 
 from longpos.hf import (
+    layer_plan,
     SUPPORTED_FAMILIES,
     HFEvalModel,
     apply_longpos,
@@ -46,7 +47,7 @@ def test_base_model_without_lm_head_is_rejected():
         (dict(plan=["rope", "repo", "cope"]), "unknown techniques"),
         (dict(plan="repo", repo_start=3), "repo_start=3 is out of range: allowed 0..2"),
         (dict(plan="repo", repo_start=-1), "out of range"),
-        (dict(plan="nope", drope_qk_norm="v"), "drope_qk_norm='v' is unknown"),
+        (dict(plan="nope", qk_norm="v"), "qk_norm='v' is unknown"),
     ],
 )
 def test_bad_plans_raise_clear_errors(kwargs, message):
@@ -58,7 +59,8 @@ def test_bad_plans_raise_clear_errors(kwargs, message):
 
 def test_explicit_list_plan():
     model = apply_longpos(tiny_model("olmo2"), ["repo", "NoPE", "rope"])
-    assert model.config.longpos_plan == ["repo", "nope", "rope"]
+    assert layer_plan(model) == ["repo", "nope", "rope"]
+    assert model.config.longpos_positions["plan"] == "repo,nope,rope"
 
 
 def test_eval_adapter_greedy_with_cache(tmp_path):
@@ -84,8 +86,6 @@ def test_eval_adapter_greedy_with_cache(tmp_path):
     model.save_pretrained(tmp_path)
     loaded = load_eval_model(tmp_path)
     assert loaded.tokenizer is None and loaded.generate_ids(prompt, 2) == out[:2]
-    hot = load_eval_model(tmp_path, temperature_c=0.412, train_length=8)
-    assert hot.model.config.longpos_temperature["mode"] == "dynamic"
 
 
 def test_record_positions_during_cached_generation():

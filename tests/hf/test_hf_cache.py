@@ -13,8 +13,9 @@ from transformers import DynamicCache
 from longpos.hf import apply_longpos, drop_positions, greedy_generate, set_temperature
 from longpos.hf.compat import CACHE_KWARG
 from longpos.positions.scaling import RopeConfig
+from longpos.positions.temperature import temperature
 
-YARN = RopeConfig(theta=10_000.0, scaling="yarn", factor=4.0, original_length=8)
+YARN = RopeConfig.scaled("yarn", factor=4.0, original_length=8)
 
 
 def convert(model, variant: str, spread: bool = True):
@@ -34,10 +35,10 @@ def convert(model, variant: str, spread: bool = True):
             drop_positions(model, qk_norm="qk")
         elif variant == "drope_q_beta":
             drop_positions(model, qk_norm="q")
-            set_temperature(model, c="scratch", eval_length=32, train_length=8)
+            set_temperature(model, temperature("scratch", target_length=32, train_length=8))
         elif variant == "drope_dynamic":
             drop_positions(model)
-            set_temperature(model, c=0.412, train_length=8, mode="dynamic")
+            set_temperature(model, temperature(0.412, mode="dynamic", train_length=8))
         else:
             raise AssertionError(variant)
     if spread:

@@ -25,7 +25,7 @@ from longpos.hf import (
     apply_longpos,
     drop_positions,
     layer_plan,
-    repo_parameters,
+    position_parameters,
     set_rope,
 )
 from longpos.positions.repo import RePoAssigner
@@ -91,15 +91,15 @@ def test_nope_is_position_shift_invariant():
 
 
 SCALINGS = [
-    RopeConfig(theta=10_000.0, scaling="pi", factor=4.0),
-    RopeConfig(theta=10_000.0, scaling="yarn", factor=4.0, original_length=16),
-    RopeConfig(theta=10_000.0, scaling="ntk", factor=4.0),
-    RopeConfig(theta=10_000.0, scaling="llama3", factor=4.0, original_length=16),
+    RopeConfig.scaled("pi", factor=4.0),
+    RopeConfig.scaled("yarn", factor=4.0, original_length=16),
+    RopeConfig.scaled("ntk", factor=4.0),
+    RopeConfig.scaled("llama3", factor=4.0, original_length=16),
 ]
 
 
 @pytest.mark.parametrize("family", ["llama", "qwen2", "olmo2"])
-@pytest.mark.parametrize("rope", SCALINGS, ids=lambda r: r.scaling)
+@pytest.mark.parametrize("rope", SCALINGS, ids=lambda r: r.scaling.name)
 def test_scaled_rope_equals_transformers_rope_parameters(family, rope):
     model = tiny_model(family)
     ids = token_ids(length=40)  # beyond the original length 16
@@ -121,7 +121,7 @@ def test_repo_layers_follow_yarn_scaling_unless_disabled():
     model = tiny_model("llama")
     ids = token_ids(length=40)
     reference = clone_model(
-        model, "llama", rope_parameters=rope.to_hf(), max_position_embeddings=64
+        model, "llama", rope_parameters=rope.to_hf(HEAD_DIM), max_position_embeddings=64
     )
     apply_longpos(model, "repo", repo_start=0, rope=rope)
     force_integer_positions(model)
@@ -139,7 +139,7 @@ def test_set_rope_on_converted_model_refreshes_repo_frequencies():
     ids = token_ids(length=40)
     rope = SCALINGS[0]
     set_rope(model, rope)
-    reference = clone_model(model, "llama", rope_parameters=rope.to_hf())
+    reference = clone_model(model, "llama", rope_parameters=rope.to_hf(HEAD_DIM))
     torch.testing.assert_close(logits(model, ids), logits(reference, ids), atol=1e-6, rtol=0)
 
 
@@ -147,15 +147,15 @@ def test_set_rope_on_converted_model_refreshes_repo_frequencies():
 def test_gqa_shapes_and_parameter_names(family):
     model = apply_longpos(tiny_model(family), "repo")  # start = 3 // 3 = 1
     assert layer_plan(model) == ["rope", "repo", "repo"]
-    assert not hasattr(model.model.layers[0].self_attn, "position_assigner")
+    assert model.model.layers[0].self_attn.assigner.returns_index  # a RoPE layer
     for i in (1, 2):
-        assigner = model.model.layers[i].self_attn.position_assigner
+        assigner = model.model.layers[i].self_attn.assigner
         assert isinstance(assigner, RePoAssigner)
         assert assigner.assign.out_features == N_KV  # one position per key-value head
         assert assigner.gate.in_features == 32 and assigner.gate.out_features == 32 // 8
-    names = [n for n, _ in repo_parameters(model)]
+    names = [n for n, _ in position_parameters(model)]
     assert names == [
-        f"model.layers.{i}.self_attn.position_assigner.{p}.weight"
+        f"model.layers.{i}.self_attn.assigner.{p}.weight"
         for i in (1, 2)
         for p in ("gate", "content", "assign")
     ]
@@ -174,20 +174,20 @@ def test_gradients_reach_repo_and_not_rotary_tables(family):
     model = apply_longpos(tiny_model(family), "repo").train()
     spread_repo(model, std=0.2)
     for name, param in model.named_parameters():
-        param.requires_grad_(".position_assigner." in name)
+        param.requires_grad_(".assigner." in name)
     ids = token_ids(batch=2, length=12)
     loss = model(input_ids=ids, labels=ids, use_cache=False).loss
     loss.backward()
-    grads = {n: p.grad for n, p in repo_parameters(model)}
+    grads = {n: p.grad for n, p in position_parameters(model)}
     assert len(grads) == 6
     assert all(g is not None and g.abs().sum() > 0 for g in grads.values())
     rotary = model.model.rotary_emb
     for buf in (rotary.inv_freq, rotary.original_inv_freq):
         assert not buf.requires_grad and buf.grad is None
     for layer in model.model.layers:
-        for table, _ in layer.self_attn._longpos_inv_freq.values():
+        for table in layer.self_attn.encoding._inv_freq.values():
             assert not table.requires_grad
-    frozen = [p for n, p in model.named_parameters() if ".position_assigner." not in n]
+    frozen = [p for n, p in model.named_parameters() if ".assigner." not in n]
     assert all(p.grad is None for p in frozen)
 
 
@@ -206,12 +206,12 @@ def test_eager_and_sdpa_agree(family, plan):
 def test_reconversion_keeps_or_removes_repo_weights():
     model = apply_longpos(tiny_model("llama"), "repo", repo_start=0)
     spread_repo(model)
-    kept = model.model.layers[2].self_attn.position_assigner.assign.weight.clone()
+    kept = model.model.layers[2].self_attn.assigner.assign.weight.clone()
     apply_longpos(model, "rope,nope,repo")
-    assert torch.equal(model.model.layers[2].self_attn.position_assigner.assign.weight, kept)
-    assert not hasattr(model.model.layers[0].self_attn, "position_assigner")
+    assert torch.equal(model.model.layers[2].self_attn.assigner.assign.weight, kept)
+    assert model.model.layers[0].self_attn.assigner.returns_index  # a RoPE layer
     drop_positions(model)
-    assert list(repo_parameters(model)) == []
+    assert list(position_parameters(model)) == []
 
 
 def test_conversion_keeps_every_pretrained_tensor_object():
@@ -228,7 +228,7 @@ def test_bf16_repo_runs_and_keeps_dtypes():
     ids = token_ids(batch=1, length=9)
     out = logits(model, ids)
     assert out.dtype == torch.bfloat16 and torch.isfinite(out).all()
-    assigner = model.model.layers[2].self_attn.position_assigner
+    assigner = model.model.layers[2].self_attn.assigner
     assert assigner.assign.weight.dtype == torch.bfloat16
     from longpos.hf import record_positions
 
@@ -246,7 +246,7 @@ def test_gradient_checkpointing_gives_the_same_repo_gradients():
         if checkpointing:
             model.activation_checkpointing_enable()
         model(input_ids=ids, labels=ids, use_cache=False).loss.backward()
-        grads.append({n: p.grad.clone() for n, p in repo_parameters(model)})
+        grads.append({n: p.grad.clone() for n, p in position_parameters(model)})
     assert grads[0].keys() == grads[1].keys()
     for name in grads[0]:
         torch.testing.assert_close(grads[1][name], grads[0][name], atol=1e-6, rtol=1e-5)

@@ -8,7 +8,8 @@ import pytest
 import torch
 from hf_helpers import IdentityRotary, clone_model, logits, tiny_model, token_ids
 
-from longpos.hf import drop_positions, drope_beta, set_temperature
+from longpos.hf import drop_positions, position_plan, set_temperature
+from longpos.positions.temperature import TemperatureConfig, drope_beta, temperature
 
 
 def test_beta_law():
@@ -26,14 +27,17 @@ def test_static_temperature_scales_every_logit(attn):
     ids = token_ids()
     reference = clone_model(model, "llama", attn=attn)
     reference.model.rotary_emb = IdentityRotary(reference.model.rotary_emb)
-    beta = set_temperature(model, c="scratch", eval_length=4096, train_length=1024)
+    temp = temperature("scratch", target_length=4096, train_length=1024)
+    set_temperature(model, temp)
+    beta = temp.static_beta(1024)
     assert beta == pytest.approx(1 + 0.412 * math.log(4))
-    assert model.config.longpos_temperature["beta"] == pytest.approx(beta)
+    assert position_plan(model).temperature == temp  # stored in the config
+    assert model.config.longpos_positions["temperature"]["c"] == pytest.approx(0.412)
     for layer in reference.model.layers:
         layer.self_attn.scaling = beta * layer.self_attn.head_dim**-0.5
     torch.testing.assert_close(logits(model, ids), logits(reference, ids), atol=1e-5, rtol=1e-5)
-    assert set_temperature(model, beta=1.0) == 1.0
-    assert model.config.longpos_temperature is None
+    set_temperature(model, TemperatureConfig())
+    assert not position_plan(model).temperature.enabled
     for layer in reference.model.layers:
         layer.self_attn.scaling = layer.self_attn.head_dim**-0.5
     torch.testing.assert_close(logits(model, ids), logits(reference, ids), atol=1e-6, rtol=0)
@@ -43,7 +47,7 @@ def test_dynamic_temperature_is_per_query():
     model = drop_positions(tiny_model("qwen2"))
     ids = token_ids(batch=1, length=24)
     plain = logits(model, ids)
-    assert set_temperature(model, c=0.5, train_length=8, mode="dynamic") is None
+    set_temperature(model, temperature(0.5, mode="dynamic", train_length=8))
     hot = logits(model, ids)
     # Queries within the training length (positions 0..7) are untouched.
     torch.testing.assert_close(hot[:, :8], plain[:, :8], atol=1e-6, rtol=0)
@@ -51,23 +55,29 @@ def test_dynamic_temperature_is_per_query():
     # One layer: the query at position p sees exactly a static beta for length p + 1.
     one = drop_positions(tiny_model("qwen2", num_hidden_layers=1))
     static = drop_positions(clone_model(one, "qwen2", num_hidden_layers=1))
-    set_temperature(one, c=0.5, train_length=8, mode="dynamic")
-    set_temperature(static, c=0.5, eval_length=20, train_length=8)
+    set_temperature(one, temperature(0.5, mode="dynamic", train_length=8))
+    set_temperature(static, temperature(0.5, target_length=20, train_length=8))
     torch.testing.assert_close(logits(one, ids)[:, 19], logits(static, ids)[:, 19])
 
 
 def test_temperature_errors():
-    model = drop_positions(tiny_model("llama"))
-    with pytest.raises(ValueError, match="give beta"):
-        set_temperature(model, c=0.4)
     with pytest.raises(ValueError, match="unknown"):
-        set_temperature(model, c="nope", eval_length=2, train_length=1)
+        temperature("nope", target_length=2, train_length=1)
     with pytest.raises(ValueError, match="mode"):
-        set_temperature(model, beta=1.2, mode="sometimes")
-    with pytest.raises(ValueError, match="dynamic"):
-        set_temperature(model, c=0.4, mode="dynamic")
-    with pytest.raises(ValueError, match="> 0"):
-        set_temperature(model, beta=-1.0)
+        TemperatureConfig(c=1.2, mode="sometimes")
+    with pytest.raises(ValueError, match="train_length"):
+        TemperatureConfig(c=0.4, train_length=0)
+    from longpos import surgery
+
+    model = drop_positions(tiny_model("llama"))
+    with pytest.raises(ValueError, match="TemperatureConfig"):
+        surgery.set_temperature(model, 0.4)  # type: ignore[arg-type]
+
+
+def test_temperature_train_length_defaults_to_the_models():
+    model = drop_positions(tiny_model("llama"))  # max_position_embeddings 256, no scaling
+    set_temperature(model, temperature(0.4, mode="dynamic"))
+    assert position_plan(model).temperature.train_length == 256
 
 
 @pytest.mark.parametrize("qk_norm", ["q", "k", "qk"])
@@ -85,7 +95,7 @@ def test_added_norms_are_full_width_with_unit_gain(qk_norm):
 
 def test_q_norm_makes_logits_invariant_to_query_scale():
     ids = token_ids()
-    for qk_norm, invariant in ((None, False), ("q", True)):
+    for qk_norm, invariant in (("none", False), ("q", True)):
         model = drop_positions(tiny_model("mistral"), qk_norm=qk_norm)
         before = logits(model, ids)
         with torch.no_grad():
@@ -104,5 +114,5 @@ def test_families_with_qk_norm_get_no_second_norm(family):
     with pytest.warns(UserWarning, match="no second norm"):
         drop_positions(model, qk_norm="qk")
     assert sorted(n for n, _ in model.named_parameters() if "_norm" in n) == norms_before
-    assert model.config.longpos_qk_norm is None
+    assert model.config.longpos_qk_norm == "none"
     assert torch.equal(logits(model, ids), plain)

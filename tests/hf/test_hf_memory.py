@@ -406,7 +406,8 @@ def test_other_user_errors():
 
 
 def test_train_command_adds_memory_and_trains_it(tmp_path):
-    from longpos.config import ModelConfig
+    import dataclasses
+
     from longpos.train import TrainConfig
     from longpos.train.command import TrainArgs, build_hf_model
     from longpos.train.data import TextSource
@@ -414,7 +415,12 @@ def test_train_command_adds_memory_and_trains_it(tmp_path):
 
     tiny_model("llama", vocab_size=300).save_pretrained(tmp_path / "base")
     memory = MemoryConfig(**LAYOUTS["fwpkm+pkm-add"])
-    args = TrainArgs(hf_model=str(tmp_path / "base"), hf_plan="r2n1", hf_memory=memory)
+    from longpos.hf.loading import model_config_view
+
+    wanted = dataclasses.replace(
+        model_config_view(str(tmp_path / "base")), plan="r2n1", memory=memory
+    )  # what --hf-model base --model.plan r2n1 --model.memory.* give
+    args = TrainArgs(hf_model=str(tmp_path / "base"), model=wanted)
     model, fresh = build_hf_model(args)
     assert memory_config(model) == memory and layer_plan(model) == ["rope", "rope", "nope"]
     assert set(fresh) == {n for n, _ in memory_parameters(model)}
@@ -428,7 +434,7 @@ def test_train_command_adds_memory_and_trains_it(tmp_path):
     trained = load_hf_model(tmp_path / "run" / "model")
     assert memory_config(trained) == memory
     assert not torch.equal(trained.model.layers[1].fwpkm.q_proj.weight, before)
-    native_memory = ModelConfig(memory=dict(kind="pkm"))
-    bad = TrainArgs(hf_model=str(tmp_path / "base"), model=native_memory)
-    with pytest.raises(ValueError, match="use --hf-memory"):
+    wider = dataclasses.replace(model_config_view(str(tmp_path / "base")), d_model=64, n_heads=8)
+    bad = TrainArgs(hf_model=str(tmp_path / "base"), model=wider)
+    with pytest.raises(ValueError, match="d_model,n_heads"):
         build_hf_model(bad)

@@ -8,6 +8,7 @@ from hf_helpers import VOCAB, logits, tiny_model, token_ids
 
 from longpos.config import ModelConfig
 from longpos.hf import apply_longpos, drop_positions, set_temperature
+from longpos.positions.temperature import temperature
 from longpos.hf.compat import CACHE_KWARG
 from longpos.memory.placement import MemoryConfig
 from longpos.model import LongposLM
@@ -29,7 +30,7 @@ def native_to_hf_state(native: LongposLM) -> dict[str, torch.Tensor]:
         "attn.o_proj": "self_attn.o_proj",
         "attn.q_norm": "self_attn.q_norm",
         "attn.k_norm": "self_attn.k_norm",
-        "attn.assigner": "self_attn.position_assigner",
+        "attn.assigner": "self_attn.assigner",
         "mlp.gate": "mlp.gate_proj",
         "mlp.up": "mlp.up_proj",
         "mlp.down": "mlp.down_proj",
@@ -108,7 +109,7 @@ def test_native_drope_and_hf_drope_agree(qk_norm):
         temperature=dict(c=0.412, mode="static", target_length=64),
     )
     hf = drop_positions(hf_model("llama"), qk_norm=qk_norm)
-    set_temperature(hf, c=0.412, eval_length=64, train_length=16)
+    set_temperature(hf, temperature(0.412, target_length=64, train_length=16))
     check(native, hf)
 
 

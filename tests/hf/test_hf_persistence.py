@@ -20,13 +20,14 @@ from longpos.hf import (
     set_temperature,
 )
 from longpos.positions.scaling import RopeConfig
+from longpos.positions.temperature import temperature
 
 
 def _repo_yarn(model):
     apply_longpos(
         model,
         "rope,nope,repo",
-        rope=RopeConfig(theta=10_000.0, scaling="yarn", factor=2.0, original_length=16),
+        rope=RopeConfig.scaled("yarn", factor=2.0, original_length=16),
     )
     spread_repo(model)
     return model
@@ -40,7 +41,7 @@ def _drope_qk_beta(model):
         for name, param in model.named_parameters():
             if name.endswith(("q_norm.weight", "k_norm.weight")):
                 param.uniform_(0.5, 1.5)
-    set_temperature(model, c=0.412, eval_length=64, train_length=16)
+    set_temperature(model, temperature(0.412, target_length=64, train_length=16))
     return model
 
 
@@ -58,7 +59,7 @@ def test_round_trip_is_exact(tmp_path, family, make):
     assert type(loaded) is MODEL_CLASSES[family]
     assert type(loaded.config) is CONFIG_CLASSES[family]
     assert layer_plan(loaded) == layer_plan(model)
-    assert loaded.config.longpos_temperature == model.config.longpos_temperature
+    assert loaded.config.longpos_positions == model.config.longpos_positions
     assert loaded.config.rope_parameters == model.config.rope_parameters
     assert set(loaded.state_dict()) == set(model.state_dict())
     for key, value in model.state_dict().items():
@@ -82,7 +83,7 @@ def test_load_hf_model_reads_stock_and_converted_folders(tmp_path):
     same = load_hf_model(converted)  # already loaded: returned as is
     assert same is converted
     config = AutoConfig.from_pretrained(tmp_path / "repo")
-    assert config.longpos_plan == ["rope", "repo", "repo"]
+    assert config.longpos_positions["plan"] == "repo"
 
 
 def test_load_hf_model_errors(tmp_path):
@@ -94,12 +95,12 @@ def test_from_pretrained_on_converted_type_without_weights_initialises_repo(tmp_
     model = tiny_model("llama")
     model.save_pretrained(tmp_path)
     config = json.loads((tmp_path / "config.json").read_text())
-    config.update(model_type="llama_longpos", longpos_plan=["rope", "repo", "repo"])
+    config.update(model_type="llama_longpos", longpos_positions={"plan": "rope,repo,repo"})
     (tmp_path / "config.json").write_text(json.dumps(config))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         loaded = AutoModelForCausalLM.from_pretrained(tmp_path)
-    weight = loaded.model.layers[1].self_attn.position_assigner.assign.weight
+    weight = loaded.model.layers[1].self_attn.assigner.assign.weight
     assert torch.isfinite(weight).all()
     assert 0 < weight.std() < 0.05 and weight.abs().max() <= 0.06 + 1e-6  # paper init
 

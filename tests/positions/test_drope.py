@@ -88,7 +88,9 @@ def test_temperature_values():
 
 
 def test_dynamic_temperature_cached_decoding_equals_full_forward(make_model):
-    model = set_temperature(drop_positions(make_model(plan="rope")), temperature(0.412, mode="dynamic"))
+    model = set_temperature(
+        drop_positions(make_model(plan="rope")), temperature(0.412, mode="dynamic")
+    )
     x = torch.randint(0, 61, (2, 70))  # max_seq_len 32: beta > 1 for the last 38 queries
     full = model(x).logits
     cache = model.new_cache()

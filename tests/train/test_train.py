@@ -20,8 +20,10 @@ from longpos.train.schedule import lr_multiplier
 HERE = Path(__file__).parent
 
 
-def small_model(plan="rope", seed=0):
-    cfg = ModelConfig(vocab_size=32, d_model=64, n_layers=2, n_heads=4, n_kv_heads=2, plan=plan)
+def small_model(plan="rope", seed=0, **overrides):
+    cfg = ModelConfig(
+        vocab_size=32, d_model=64, n_layers=2, n_heads=4, n_kv_heads=2, plan=plan, **overrides
+    )
     return LongposLM(cfg, torch.Generator().manual_seed(seed))
 
 
@@ -77,8 +79,8 @@ def test_schedules():
 
 
 def test_parameter_groups():
-    model = small_model("repo")
-    groups = {g["name"]: g for g in param_groups(model, OptimConfig(lr=1e-3), 10.0)}
+    model = small_model("repo", repo=dict(lr_multiplier=10.0))
+    groups = {g["name"]: g for g in param_groups(model, OptimConfig(lr=1e-3))}
     assert set(groups) == {"decay", "no_decay", "repo"}
     assert groups["repo"]["base_lr"] == pytest.approx(1e-2)
     assert groups["no_decay"]["weight_decay"] == 0.0

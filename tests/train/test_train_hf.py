@@ -40,13 +40,13 @@ def test_hf_model_converts_trains_resumes_and_reloads(tmp_path):
     tiny_llama_folder(tmp_path / "base")
     fast = ["--train.data.kind", "text", "--train.seq_len", "32", "--train.batch_size", "2",
             "--train.no-progress", "--train.log_every", "1"]  # fmt: skip
-    args = ["train", "--hf-model", str(tmp_path / "base"), "--hf-plan", "repo",
+    args = ["train", "--hf-model", str(tmp_path / "base"), "--model.plan", "repo",
             "--out", str(tmp_path / "run"), "--train.steps", "4", *fast]  # fmt: skip
     main(args)
     first = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     model = hf.load_hf_model(str(tmp_path / "run" / "model"))
     assert hf.layer_plan(model) == ["rope", "repo", "repo"]
-    assert any(True for _ in hf.repo_parameters(model))
+    assert any(True for _ in hf.position_parameters(model))
     assert (tmp_path / "run" / "model" / "tokenizer.json").exists()
     assert len(first) == 5  # 4 steps + the final evaluation
 

@@ -59,10 +59,7 @@ def load_eval_model(path: str, device: str = "cpu", tokenizer: str | None = None
 
             tok = load_tokenizer(tokenizer)
         return LongposEvalModel(load_model(folder), tok, device)
-    hf = import_hf(folder)
-    if not hasattr(hf, "load_eval_model"):
-        raise ValueError(f"{folder} is not a longpos checkpoint folder (no longpos config.json)")
-    return hf.load_eval_model(str(folder), device=device)
+    return import_hf(folder).load_eval_model(str(folder), device=device)
 
 
 def import_hf(folder: Any) -> ModuleType:

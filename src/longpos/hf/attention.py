@@ -85,8 +85,8 @@ class LongposAttentionMixin:
             and getattr(old, "options", None) == getattr(assigner, "options", None)
         )
         if not keep:
-            for sub in assigner.modules():
-                sub._longpos_owned = True  # type: ignore[assignment]  # init by the assigner
+            for sub in assigner.modules():  # missing-key init: the assigner's own (modeling.py)
+                sub.__dict__["_longpos_owner"] = assigner.init_weights
             module.assigner = assigner.to(device=weight.device, dtype=weight.dtype)
         module.encoding = encoding
         module.technique = technique

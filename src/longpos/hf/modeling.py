@@ -44,7 +44,6 @@ from longpos.hf.rope import model_rope
 from longpos.memory.fwpkm import FwPKMLayer
 from longpos.memory.pkm import StaticPKM
 from longpos.plan import PositionPlan
-from longpos.positions.rope import PositionAssigner, PositionEncoding
 from longpos.positions.techniques import LayerShape
 
 
@@ -179,11 +178,12 @@ def _longpos_init_weights(base_init: Any, module: Any) -> None:
     transformers calls it for the modules of tensors missing from a checkpoint, children
     before parents; tensors it already loaded are kept (:func:`init_missing`).
     """
-    if isinstance(module, PositionAssigner | PositionEncoding):
-        init_missing(module, module.init_weights)
+    owner_init = module.__dict__.get("_longpos_owner")  # a position module's own init
+    if owner_init is not None:
+        init_missing(owner_init.__self__, owner_init)
     elif isinstance(module, FwPKMLayer | StaticPKM):
         init_missing(module, functools.partial(reset_memory, module))
-    elif not getattr(module, "_longpos_owned", False):
+    else:
         base_init(module)
 
 

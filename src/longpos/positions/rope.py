@@ -133,7 +133,8 @@ class RotaryEncoding(PositionEncoding):
             rope = unscaled(rope)
         self.rope = rope
         self.rotary_dim = rope.rotary_dim(self.head_dim)
-        inv_freq, factor = rope.frequencies(self.head_dim)
+        with torch.device("cpu"):  # real numbers even while a model is built on "meta"
+            inv_freq, factor = rope.frequencies(self.head_dim)
         self.attention_factor = factor if self.apply_attention_factor else 1.0
         self._inv_freq: dict[torch.device, torch.Tensor] = {inv_freq.device: inv_freq}
 

@@ -35,7 +35,7 @@ from longpos.tasks.symbolic import (
     ExampleFn,
     SymbolicVocab,
     register_token_example,
-    single_token_sample,
+    token_level_sample,
 )
 
 FILLER_MODES = ("between", "after")
@@ -156,8 +156,8 @@ def eval_sample(
     Its ``meta`` is the shared keys (family, vocabulary, the context's token span), then ``meta``.
     """
     v = cfg.vocab
-    return single_token_sample(
-        spec, length=length, seed=seed, prompt=b.ids[:-1], answer=b.ids[-1:], vocab=v,
+    return token_level_sample(
+        spec, length=length, seed=seed, prompt=b.ids[:-1], answer_ids=[b.ids[-1:]], vocab=v,
         depth=depth, needles=needles,
         meta={"family": spec.family, "vocab_size": v.vocab_size, "num_symbols": v.num_symbols,
               "context_token_span": [1, length - 1 - (qa_len - 1)], **meta},

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from longpos.tasks.base import NeedleSpan, Sample, TaskSpec, derive_seed, register_task
-from longpos.tasks.symbolic import BOS, SymbolicVocab, check_num_symbols, single_token_sample
+from longpos.tasks.symbolic import BOS, SymbolicVocab, check_num_symbols, token_level_sample
 
 __all__ = ["MQARConfig", "mqar_example"]
 
@@ -119,8 +119,8 @@ def _mqar_tokens(
         NeedleSpan("key", "", -1, -1, 1 + 2 * pi, 2 + 2 * pi),
         NeedleSpan("value", "", -1, -1, 2 + 2 * pi, 3 + 2 * pi),
     ]
-    return single_token_sample(
-        spec, length=length, seed=seed, prompt=prompt, answer=answer, vocab=cfg.vocab,
+    return token_level_sample(
+        spec, length=length, seed=seed, prompt=prompt, answer_ids=[answer], vocab=cfg.vocab,
         depth=pi / max(1, n - 1), needles=needles,
         meta={"family": "mqar", "num_kv_pairs": n, "vocab_size": cfg.vocab.vocab_size,
               "num_symbols": cfg.num_symbols, "context_token_span": [1, length - 1]},

@@ -38,7 +38,7 @@ __all__ = [
     "make_token_batch",
     "register_token_example",
     "check_num_symbols",
-    "single_token_sample",
+    "token_level_sample",
 ]
 
 MARKERS: tuple[str, ...] = (
@@ -463,21 +463,18 @@ def token_sample(
     off = 1
     needles = [NeedleSpan(r, "", -1, -1, a + off, b + off) for r, a, b in inst.spans]
     metric = "token_accuracy" if spec.family == "mqar" else "token_match_all"
-    answers = inst.groups or [answer]
     voc = cfg.vocab
-    return Sample(
-        task=spec.name,
-        level="token",
+    return token_level_sample(
+        spec,
+        length=length,
         seed=seed,
-        target_length=length,
-        prompt_ids=prompt,
-        answers=[voc.decode(a) for a in answers],
-        metric=metric,
-        tokens_to_generate=len(answer),
-        answer_ids=answers,
+        prompt=prompt,
+        answer_ids=inst.groups or [answer],
+        vocab=voc,
         depth=inst.depth,
         needles=needles,
-        tokenizer=None,
+        metric=metric,
+        tokens_to_generate=len(answer),
         meta={
             "family": spec.family,
             "vocab_size": voc.vocab_size,
@@ -488,24 +485,28 @@ def token_sample(
     )
 
 
-def single_token_sample(
+def token_level_sample(
     spec: TaskSpec,
     *,
     length: int,
     seed: int,
     prompt: list[int],
-    answer: list[int],
+    answer_ids: list[list[int]],
     vocab: SymbolicVocab,
-    depth: float,
+    depth: float | None,
     needles: list[NeedleSpan],
     meta: dict[str, Any],
+    metric: str = "token_accuracy",
+    tokens_to_generate: int = 1,
 ) -> Sample:
-    """Token-level eval sample of the tasks answered by one token (``answer``, metric
-    ``token_accuracy``): MQAR, ``table_tokens``, ``graph_tokens``."""
+    """A token-level eval :class:`Sample`: the gold id sequences ``answer_ids``, and their
+    readable forms as the answers. The defaults are those of the one-token-answer tasks (MQAR,
+    ``table_tokens``, ``graph_tokens``)."""
     return Sample(
         task=spec.name, level="token", seed=seed, target_length=length, prompt_ids=prompt,
-        answers=[vocab.decode(answer)], metric="token_accuracy", tokens_to_generate=1,
-        answer_ids=[answer], depth=depth, needles=needles, meta=meta,
+        answers=[vocab.decode(a) for a in answer_ids], metric=metric,
+        tokens_to_generate=tokens_to_generate, answer_ids=answer_ids, depth=depth,
+        needles=needles, meta=meta,
     )  # fmt: skip
 
 

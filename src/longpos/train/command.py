@@ -97,8 +97,7 @@ def build_hf_model(args: TrainArgs) -> tuple[torch.nn.Module, list[str]]:
         apply_model_config(model, args.model)
     if args.drope:
         drop_positions(model, args.drope_qk_norm)
-    new = [*hf.position_parameters(model), *hf.memory_parameters(model)]
-    fresh = [n for n, p in new if id(p) not in had]
+    fresh = [n for n, p in model.named_parameters() if id(p) not in had]
     return model, fresh
 
 
