@@ -8,13 +8,13 @@ from hf_helpers import N_KV, spread_repo, tiny_model, token_ids
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaModel
 
 from longpos.hf import (
-    layer_plan,
     SUPPORTED_FAMILIES,
     HFEvalModel,
     apply_longpos,
     assigned_positions,
     drop_positions,
     greedy_generate,
+    layer_plan,
     load_eval_model,
     record_positions,
 )

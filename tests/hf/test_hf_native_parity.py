@@ -8,10 +8,10 @@ from hf_helpers import VOCAB, logits, tiny_model, token_ids
 
 from longpos.config import ModelConfig
 from longpos.hf import apply_longpos, drop_positions, set_temperature
-from longpos.positions.temperature import temperature
 from longpos.hf.compat import CACHE_KWARG
 from longpos.memory.placement import MemoryConfig
 from longpos.model import LongposLM
+from longpos.positions.temperature import temperature
 
 
 def native_to_hf_state(native: LongposLM) -> dict[str, torch.Tensor]:

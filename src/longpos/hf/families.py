@@ -68,8 +68,8 @@ class Family:
         the family's q/k norms (and DroPE's added full-width ones) where the stock forward
         applies them."""
         shape = (*hidden.shape[:-1], -1, attn.head_dim)  # (B, T, heads, D)
-        q_norm = getattr(attn, "q_norm", None)
-        k_norm = getattr(attn, "k_norm", None)
+        q_norm: Any = getattr(attn, "q_norm", None)
+        k_norm: Any = getattr(attn, "k_norm", None)
         query, key, value = attn.q_proj(hidden), attn.k_proj(hidden), attn.v_proj(hidden)
         if self.qk_norm != "head":  # full-width norms (OLMo2, or DroPE's added ones)
             query = q_norm(query) if q_norm is not None else query

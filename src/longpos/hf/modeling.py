@@ -46,7 +46,6 @@ from longpos.memory.pkm import StaticPKM
 from longpos.plan import PositionPlan
 from longpos.positions.techniques import LayerShape
 
-
 LONGPOS_FIELDS: dict[str, tuple[str, Any]] = {
     "longpos_positions": ("dict | None", None),
     "longpos_qk_norm": ("str", "none"),
