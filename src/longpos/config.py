@@ -9,9 +9,10 @@ and round-trip through JSON.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from longpos.fields import from_known_fields
 from longpos.memory.placement import MemoryConfig, memory_config_from_dict
 from longpos.plan import PLAN_PRESETS, QK_NORMS, PositionPlan, resolve_plan
 from longpos.positions.repo import RePoConfig
@@ -172,11 +173,7 @@ class ModelConfig(PositionPlan):
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown ModelConfig fields {unknown}; known: {sorted(known)}")
-        return cls(**data)
+        return from_known_fields(cls, data)
 
     @classmethod
     def from_json(cls, text: str) -> ModelConfig:

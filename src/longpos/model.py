@@ -37,6 +37,7 @@ from torch import nn
 from longpos.config import ModelConfig
 from longpos.memory.fwpkm import FwPKMLayer, FwPKMState
 from longpos.memory.pkm import StaticPKM
+from longpos.memory.reading import check_reading, run_reading_passes
 from longpos.positions.rope import (
     PositionAssigner,
     PositionEncoding,
@@ -261,9 +262,9 @@ class Block(nn.Module):
         self.fwpkm: FwPKMLayer | None = None
         self.pkm: StaticPKM | None = None
         if layer_idx in mem.fwpkm_layers(cfg.n_layers):
-            self.fwpkm = FwPKMLayer(mem.fwpkm.layer_config(cfg.d_model))
+            self.fwpkm = FwPKMLayer(mem.fwpkm_config(cfg.d_model))
         if layer_idx in mem.pkm_layers_of(cfg.n_layers):
-            pkm = StaticPKM(mem.pkm.layer_config(cfg.d_model))
+            pkm = StaticPKM(mem.pkm_config(cfg.d_model))
             if mem.pkm_placement == "replace":
                 self.mlp = pkm
             else:
@@ -313,6 +314,8 @@ class LongposLM(nn.Module):
         )
         self.norm = RMSNorm(cfg.d_model, cfg.norm_eps)
         self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        self.pswa_generator = torch.Generator().manual_seed(cfg.memory.pswa_seed)
+        """Draws FwPKM's pSWA windows in training (checkpointed by the trainer)."""
         if cfg.tie_embeddings:
             self.lm_head.weight = self.embed.weight
         self.init_weights(generator)
@@ -419,23 +422,30 @@ class LongposLM(nn.Module):
             key_padding = attention_mask.bool()
         x = self.embed(input_ids)  # (B, T, C)
         rotation = self.index_rotation(index)
-        memory = self._memory_states(cache, key_padding, read_passes)
+        memory, passes, writes = self._memory_states(cache, key_padding, read_passes, memory_writes)
         window = None
         pswa = self.config.memory.pswa_prob
-        if self.training and pswa > 0 and float(torch.rand(())) < pswa:  # FwPKM's pSWA
+        # FwPKM's pSWA, drawn from the model's own generator
+        if (
+            self.training
+            and pswa > 0
+            and float(torch.rand((), generator=self.pswa_generator)) < pswa
+        ):
             window = self.config.memory.window
         if memory is not None:
-            for _ in range(read_passes - 1):  # iterative reading: passes that only write
+
+            def write_only_pass() -> None:
                 h = x
                 for block in self.blocks:
                     h, _, _ = block(
                         h, index, None, key_padding, False, memory, "end", window, rotation
                     )
+
+            run_reading_passes(passes, write_only_pass)
         positions, attentions = [], []
         for block in self.blocks:
             x, pos, probs = block(
-                x, index, cache, key_padding, return_attention, memory, memory_writes, window,
-                rotation,
+                x, index, cache, key_padding, return_attention, memory, writes, window, rotation,
             )  # fmt: skip
             if return_positions:
                 positions.append(pos)
@@ -477,27 +487,23 @@ class LongposLM(nn.Module):
         return [i for i, block in enumerate(self.blocks) if block.fwpkm is not None]
 
     def _memory_states(
-        self, cache: KVCache | None, key_padding: torch.Tensor | None, read_passes: int
-    ) -> list[FwPKMState | None] | None:
-        """The per-layer FwPKM states this forward starts from (None: no FwPKM layer)."""
-        if isinstance(read_passes, bool) or not isinstance(read_passes, int) or read_passes < 1:
-            raise ValueError(f"read_passes={read_passes!r} must be an integer >= 1")
-        if not self.fwpkm_layers:
-            return None
-        if key_padding is not None and not bool(key_padding.all()):
-            raise ValueError(
-                "attention_mask with padding is not supported by FwPKM layers (padding tokens "
-                "would be written into the memory and shift its write grid): run sequences of "
-                "equal length, or one at a time"
-            )
-        if read_passes > 1 and cache is not None and cache.length > 0:
-            raise ValueError(
-                f"read_passes={read_passes} re-reads the input from the start of a sequence: "
-                "pass an empty cache (or none); continue a cached sequence with read_passes=1"
-            )
+        self,
+        cache: KVCache | None,
+        key_padding: torch.Tensor | None,
+        read_passes: int,
+        memory_writes: str,
+    ) -> tuple[list[FwPKMState | None] | None, int, str]:
+        """The per-layer FwPKM states this forward starts from (None: no FwPKM layer), and the
+        validated reading options (:func:`longpos.memory.reading.check_reading`)."""
+        has_memory = bool(self.fwpkm_layers)
+        padded = has_memory and key_padding is not None and not bool(key_padding.all())
+        past = cache.length if cache is not None and has_memory else 0
+        passes, writes = check_reading(read_passes, memory_writes, padded=padded, past=past)
+        if not has_memory:
+            return None, passes, writes
         if cache is None:
-            return [None] * len(self.blocks)
-        return list(cache.memory)
+            return [None] * len(self.blocks), passes, writes
+        return list(cache.memory), passes, writes
 
     def new_cache(self) -> KVCache:
         return KVCache(len(self.blocks))

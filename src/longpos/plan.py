@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from longpos.fields import from_known_fields
 from longpos.positions.repo import RePoConfig
 from longpos.positions.techniques import TECHNIQUE_NAMES
 from longpos.positions.temperature import TemperatureConfig
@@ -80,11 +81,7 @@ class PositionPlan:
 
     @classmethod
     def plan_from_dict(cls, data: dict[str, Any]) -> PositionPlan:
-        known = {f.name for f in fields(PositionPlan)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown position-plan fields {unknown}; known: {sorted(known)}")
-        return PositionPlan(**data)
+        return from_known_fields(PositionPlan, data, "position-plan")
 
 
 def _jsonable(value: Any) -> Any:

@@ -45,7 +45,6 @@ from longpos.memory.pkm import PKMConfig, StaticPKM
 from longpos.memory.placement import MemoryConfig, memory_config_from_dict
 
 MEMORY_KWARG = "longpos_memory"
-WRITE_MODES = ("chunked", "end", "none")
 
 __all__ = [
     "LongposMemoryCache",
@@ -95,7 +94,7 @@ def _pkm_plan(
 ) -> dict[int, tuple[str, PKMConfig]]:
     if memory is None or not memory.enabled:
         return {}
-    cfg = memory.pkm.layer_config(d_model) if memory.pkm_layers_of(n_layers) else None
+    cfg = memory.pkm_config(d_model) if memory.pkm_layers_of(n_layers) else None
     return {i: (memory.pkm_placement, cfg) for i in memory.pkm_layers_of(n_layers) if cfg}
 
 
@@ -177,7 +176,7 @@ def install_memory(model: nn.Module) -> None:
     layers = decoder_layers(model)
     n, d = len(layers), int(config.hidden_size)
     fw_layers = set(memory.fwpkm_layers(n)) if memory else set()
-    fw_cfg = memory.fwpkm.layer_config(d) if memory and fw_layers else None
+    fw_cfg = memory.fwpkm_config(d) if memory and fw_layers else None
     pkm_plan = _pkm_plan(memory, n, d)
     like = layers[0].self_attn.q_proj.weight
     for i, layer in enumerate(layers):
@@ -330,25 +329,6 @@ class LongposMemoryCache(DynamicCache):
 
 
 # ------------------------------------------------------------------------------ forward
-def check_memory_inputs(
-    attention_mask: torch.Tensor | None, read_passes: Any, memory_writes: Any
-) -> tuple[int, str]:
-    """Validate the memory forward options; returns ``(passes, writes)``."""
-    passes = 1 if read_passes is None else read_passes
-    if isinstance(passes, bool) or not isinstance(passes, int) or passes < 1:
-        raise ValueError(f"read_passes={read_passes!r} must be an integer >= 1")
-    writes = "chunked" if memory_writes is None else memory_writes
-    if writes not in WRITE_MODES:
-        raise ValueError(f"memory_writes={memory_writes!r} is unknown; allowed: {WRITE_MODES}")
-    if attention_mask is not None and attention_mask.dim() == 2 and not bool(attention_mask.all()):
-        raise ValueError(
-            "attention_mask with padding is not supported by FwPKM layers (padding tokens would "
-            "be written into the memory and shift its write grid): run sequences of equal "
-            "length, or one at a time"
-        )
-    return passes, writes
-
-
 def default_read_passes(model: nn.Module) -> int:
     """``config.longpos_memory.fwpkm.read_passes`` (1 without memory)."""
     memory = memory_config(model)

@@ -32,7 +32,6 @@ from longpos.hf.memory import (
     MEMORY_KWARG,
     LongposMemoryCache,
     MemoryRun,
-    check_memory_inputs,
     default_read_passes,
     fwpkm_layer_indices,
     init_missing,
@@ -43,6 +42,7 @@ from longpos.hf.memory import (
 from longpos.hf.rope import model_rope
 from longpos.memory.fwpkm import FwPKMLayer
 from longpos.memory.pkm import StaticPKM
+from longpos.memory.reading import check_reading, run_reading_passes
 from longpos.plan import PositionPlan
 from longpos.positions.techniques import LayerShape
 
@@ -118,24 +118,24 @@ class LongposCausalLMMixin:
                 attention_mask=attention_mask, labels=labels, use_cache=use_cache,
                 logits_to_keep=logits_to_keep, **{CACHE_KWARG: cache}, **inputs, **kwargs,
             )  # fmt: skip
-        passes, writes = check_memory_inputs(attention_mask, read_passes, memory_writes)
+        padded = attention_mask is not None and attention_mask.dim() == 2
+        padded = padded and not bool(attention_mask.all())  # type: ignore[union-attr]
+        past = 0 if cache is None else cache.get_seq_length()
+        passes, writes = check_reading(read_passes, memory_writes, padded=padded, past=past)
         use_cache = self.config.use_cache if use_cache is None else use_cache
         if use_cache and cache is None:
             cache = LongposMemoryCache(config=self.config)
         states = {} if cache is None else memory_states(cache)
-        past = 0 if cache is None else cache.get_seq_length()
         if past == 0:
             states.clear()  # a new sequence starts from the initial fast weights
-        elif passes > 1:
-            raise ValueError(
-                f"read_passes={passes} re-reads the input from the start of a sequence: pass "
-                "an empty cache (or none); continue a cached sequence with read_passes=1"
-            )
-        for _ in range(passes - 1):  # iterative reading: passes that only write the memory
+
+        def write_only_pass() -> None:
             self.model(
                 attention_mask=attention_mask, use_cache=False, **inputs,
                 **{MEMORY_KWARG: MemoryRun(states, "end")},
             )  # fmt: skip
+
+        run_reading_passes(passes, write_only_pass)
         return base(
             attention_mask=attention_mask, labels=labels, use_cache=use_cache,
             logits_to_keep=logits_to_keep, **{CACHE_KWARG: cache}, **inputs,

@@ -16,9 +16,7 @@ from longpos.memory.pkm import (
     product_topk,
 )
 from longpos.memory.placement import (
-    FwPKMOptions,
     MemoryConfig,
-    PKMOptions,
     memory_param_groups,
     resolve_layers,
 )
@@ -26,11 +24,9 @@ from longpos.memory.placement import (
 __all__ = [
     "FwPKMConfig",
     "FwPKMLayer",
-    "FwPKMOptions",
     "FwPKMState",
     "MemoryConfig",
     "PKMConfig",
-    "PKMOptions",
     "StaticPKM",
     "access_stats",
     "memory_param_groups",

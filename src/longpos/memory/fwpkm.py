@@ -106,8 +106,9 @@ class FwPKMConfig:
     d_k=d_v=512, chunk=512``.
     """
 
-    d_model: int
-    """Width of the residual stream (input and output feature size)."""
+    d_model: int | None = None
+    """Width of the residual stream (input and output feature size); None inside a model's
+    ``MemoryConfig`` (the model's width), required to build a layer (:meth:`for_width`)."""
     d_k: int = 64
     """Query / key size per head; even (two halves of ``d_k // 2``)."""
     d_v: int = 64
@@ -153,10 +154,12 @@ class FwPKMConfig:
     addr_eps: float = 1e-8
     """Epsilon inside the entropy ``-sum p log(p + eps)`` of the addressing loss."""
     read_passes: int = 1
-    """Default number of passes of :meth:`FwPKMLayer.iterative_forward` (paper's n-iter)."""
+    """Default reading passes (the paper's n-iter, >= 1): of :meth:`FwPKMLayer.iterative_forward`
+    and, in a model, of ``generate`` over the prompt."""
 
     def __post_init__(self) -> None:
-        _check_int("d_model", self.d_model, 1)
+        if self.d_model is not None:
+            _check_int("d_model", self.d_model, 1)
         _check_int("d_k", self.d_k, 2)
         if self.d_k % 2:
             raise ValueError(f"d_k must be even (it is split in two halves), got {self.d_k}")
@@ -190,6 +193,10 @@ class FwPKMConfig:
     def n_slots(self) -> int:
         """Number of memory slots ``N = sqrt_n**2``."""
         return self.sqrt_n * self.sqrt_n
+
+    def for_width(self, d_model: int) -> FwPKMConfig:
+        """This config for a model of width ``d_model``."""
+        return dataclasses.replace(self, d_model=d_model)
 
     @property
     def value_scale(self) -> float:
@@ -443,15 +450,18 @@ class FwPKMLayer(nn.Module):
 
     def __init__(self, config: FwPKMConfig, *, generator: torch.Generator | None = None) -> None:
         super().__init__()
+        if config.d_model is None:
+            raise ValueError("FwPKMConfig.d_model is needed to build a layer (see for_width)")
         self.config = c = config
-        self.q_norm = nn.RMSNorm(c.d_model, eps=c.norm_eps)
-        self.v_norm = nn.RMSNorm(c.d_model, eps=c.norm_eps)
-        self.g_norm = nn.RMSNorm(c.d_model, eps=c.norm_eps)
+        self.d_model: int = config.d_model
+        self.q_norm = nn.RMSNorm(self.d_model, eps=c.norm_eps)
+        self.v_norm = nn.RMSNorm(self.d_model, eps=c.norm_eps)
+        self.g_norm = nn.RMSNorm(self.d_model, eps=c.norm_eps)
         self.o_norm = nn.RMSNorm(c.d_v, eps=c.norm_eps)
-        self.q_proj = nn.Linear(c.d_model, c.heads * c.d_k, bias=True)
-        self.v_proj = nn.Linear(c.d_model, c.d_v, bias=True)
-        self.g_proj = nn.Linear(c.d_model, 1, bias=True)
-        self.o_proj = nn.Linear(c.d_v, c.d_model, bias=True)
+        self.q_proj = nn.Linear(self.d_model, c.heads * c.d_k, bias=True)
+        self.v_proj = nn.Linear(self.d_model, c.d_v, bias=True)
+        self.g_proj = nn.Linear(self.d_model, 1, bias=True)
+        self.o_proj = nn.Linear(c.d_v, self.d_model, bias=True)
         k_shape = (c.heads, 2, c.sqrt_n, c.d_k // 2)
         v_shape = (c.n_slots, c.d_v)
         if c.learn_init:

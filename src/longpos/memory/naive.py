@@ -220,7 +220,7 @@ def naive_fwpkm_forward(
             write()
     if writes == "end":
         write()
-    y = torch.stack(ys, 1) if ys else x.new_zeros(B, 0, c.d_model)  # (B, T, d_model)
+    y = torch.stack(ys, 1) if ys else x.new_zeros(B, 0, x.shape[-1])  # (B, T, d_model)
 
     P = len(queue[0])
     hk = c.heads * c.d_k

@@ -23,6 +23,7 @@ Library choices (see ``spec/fwpkm.md`` §1):
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
@@ -148,8 +149,9 @@ class PKMConfig:
     Round-trips through JSON: ``PKMConfig(**json.loads(json.dumps(asdict(cfg))))``.
     """
 
-    d_model: int
-    """Width of the residual stream (input and output feature size)."""
+    d_model: int | None = None
+    """Width of the residual stream (input and output feature size); None inside a model's
+    ``MemoryConfig`` (the model's width), required to build a layer (:meth:`for_width`)."""
     d_k: int = 64
     """Query / key size per head; must be even (split into two halves of ``d_k // 2``)."""
     d_v: int | None = None
@@ -177,7 +179,8 @@ class PKMConfig:
     """Epsilon of the query normalisation."""
 
     def __post_init__(self) -> None:
-        _check_int("d_model", self.d_model, 1)
+        if self.d_model is not None:
+            _check_int("d_model", self.d_model, 1)
         _check_int("d_k", self.d_k, 2)
         if self.d_k % 2:
             raise ValueError(f"d_k must be even (it is split in two halves), got {self.d_k}")
@@ -190,7 +193,7 @@ class PKMConfig:
         _check_choice("score", self.score, ("dot", "idw"))
         _check_float("eps_idw", self.eps_idw, 0.0, strict=True)
         _check_choice("output", self.output, ("value", "linear", "swiglu"))
-        if self.output == "value" and self.value_dim != self.d_model:
+        if self.d_model is not None and self.output == "value" and self.value_dim != self.d_model:
             raise ValueError(
                 f"output='value' needs d_v == d_model ({self.d_model}), got d_v={self.value_dim}; "
                 "set d_v=None or output='linear'"
@@ -201,7 +204,15 @@ class PKMConfig:
     @property
     def value_dim(self) -> int:
         """The effective value size (``d_v`` or ``d_model``)."""
-        return self.d_model if self.d_v is None else self.d_v
+        if self.d_v is not None:
+            return self.d_v
+        if self.d_model is None:
+            raise ValueError("PKMConfig.d_model is needed for the value size (see for_width)")
+        return self.d_model
+
+    def for_width(self, d_model: int) -> PKMConfig:
+        """This config for a model of width ``d_model``."""
+        return dataclasses.replace(self, d_model=d_model)
 
     @property
     def n_slots(self) -> int:
@@ -250,10 +261,13 @@ class StaticPKM(nn.Module):
 
     def __init__(self, config: PKMConfig, *, generator: torch.Generator | None = None) -> None:
         super().__init__()
+        if config.d_model is None:
+            raise ValueError("PKMConfig.d_model is needed to build a layer (see for_width)")
         self.config = config
+        self.d_model: int = config.d_model
         c = config
         hd = c.heads * c.d_k
-        self.query = nn.Linear(c.d_model, hd, bias=True)
+        self.query = nn.Linear(self.d_model, hd, bias=True)
         if c.query_norm == "rms":
             self.query_norm: nn.Module = nn.RMSNorm(hd, eps=c.norm_eps)
         elif c.query_norm == "layer":
@@ -267,9 +281,9 @@ class StaticPKM(nn.Module):
         self.out_proj: nn.Linear | None = None
         self.gate_proj: nn.Linear | None = None
         if c.output in ("linear", "swiglu"):
-            self.out_proj = nn.Linear(c.value_dim, c.d_model, bias=False)
+            self.out_proj = nn.Linear(c.value_dim, self.d_model, bias=False)
         if c.output == "swiglu":
-            self.gate_proj = nn.Linear(c.d_model, c.value_dim, bias=False)
+            self.gate_proj = nn.Linear(self.d_model, c.value_dim, bias=False)
         self.reset_parameters(generator)
 
     def reset_parameters(self, generator: torch.Generator | None = None) -> None:

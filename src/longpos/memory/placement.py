@@ -14,20 +14,19 @@ checkpoints of models without memory are exactly as before.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from torch import nn
 
+from longpos.fields import check_known_fields, from_known_fields, prefixed_errors
 from longpos.memory.fwpkm import FwPKMConfig, FwPKMLayer
 from longpos.memory.pkm import PKMConfig, StaticPKM, pkm_value_parameters
 
 __all__ = [
     "MEMORY_KINDS",
     "PKM_PLACEMENTS",
-    "FwPKMOptions",
     "MemoryConfig",
-    "PKMOptions",
     "memory_config_from_dict",
     "memory_param_groups",
     "resolve_layers",
@@ -37,96 +36,8 @@ MEMORY_KINDS: tuple[str, ...] = ("none", "fwpkm", "pkm", "fwpkm+pkm")
 PKM_PLACEMENTS: tuple[str, ...] = ("replace", "add")
 
 
-def _prefixed(prefix: str, build: Any, **kwargs: Any) -> Any:
-    """Build a config, re-raising its ``ValueError`` with the dotted field prefix."""
-    try:
-        return build(**kwargs)
-    except ValueError as exc:
-        raise ValueError(f"{prefix}{exc}") from exc
-
-
-def _from_dict(cls: Any, data: dict[str, Any], name: str) -> Any:
-    """``cls(**data)``, rejecting unknown fields with a ``ValueError`` naming them."""
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ValueError(f"unknown {name} fields {unknown}; known: {sorted(known)}")
-    return cls(**data)
-
-
-@dataclass
-class FwPKMOptions:
-    """The :class:`~longpos.memory.fwpkm.FwPKMConfig` fields a model chooses (``d_model`` comes
-    from the model; the memory is always one per sequence, never shared across the batch)."""
-
-    d_k: int = 64
-    """Query / key size per head (even)."""
-    d_v: int = 64
-    """Value size (>= 2)."""
-    sqrt_n: int = 64
-    """Sub-keys per half; N = sqrt_n**2 memory slots."""
-    heads: int = 1
-    """Query heads (the paper's best: 1)."""
-    topk: int = 8
-    """Slots read per head (1 <= topk <= sqrt_n)."""
-    chunk: int = 64
-    """Write chunk C: one fast-weight update every C tokens of the stream (>= 1)."""
-    lookahead: int = 1
-    """Query t is written with the value target of token t + lookahead (0 <= lookahead < chunk)."""
-    lr_v: float = 1.0
-    """Inner learning rate of the value write (>= 0)."""
-    lr_k: float = 1.0
-    """Inner learning rate of the key write (>= 0)."""
-    addr_w: float = 1.0
-    """Weight of the addressing loss (>= 0; 0 disables the key write)."""
-    value_step_scale: str = "code"
-    """code: value step x topk*heads/n_i (released code) | paper: 1/n_i."""
-    gate_bias_init: float = 0.0
-    """Initial gate bias (0: g about 0.5)."""
-    detach_every: int | None = None
-    """Truncate backpropagation through the fast weights every this many writes (None: never)."""
-    learn_init: bool = False
-    """Learn the initial fast weights (parameters) instead of fixed buffers."""
-    read_passes: int = 1
-    """Default reading passes of :meth:`LongposLM.generate` (the paper's n-iter, >= 1)."""
-
-    def layer_config(self, d_model: int) -> FwPKMConfig:
-        """The layer config for a model of width ``d_model`` (validates the options)."""
-        return _prefixed("memory.fwpkm.", FwPKMConfig, d_model=d_model, **asdict(self))
-
-
-@dataclass
-class PKMOptions:
-    """The :class:`~longpos.memory.pkm.PKMConfig` fields a model chooses (``d_model`` comes from
-    the model). Defaults: Memory+-style SwiGLU output, per-token RMSNorm queries."""
-
-    d_k: int = 64
-    """Query / key size per head (even)."""
-    d_v: int | None = None
-    """Value size; None = d_model."""
-    sqrt_n: int = 64
-    """Sub-keys per half; N = sqrt_n**2 value rows."""
-    heads: int = 4
-    """Query heads (all share the value table)."""
-    topk: int = 16
-    """Slots read per head."""
-    score: str = "dot"
-    """Sub-key score: dot (classic PKM) | idw (FwPKM's inverse distance)."""
-    query_norm: str = "rms"
-    """Per-token query norm: rms | layer | none (BatchNorm would leak the future: not offered)."""
-    output: str = "swiglu"
-    """value (needs d_v = d_model) | linear | swiglu (Memory+)."""
-    value_lr: float = 1e-3
-    """Peak learning rate of the value tables (their own optimiser group, no weight decay)."""
-
-    def layer_config(self, d_model: int) -> PKMConfig:
-        """The layer config for a model of width ``d_model`` (validates the options)."""
-        if self.query_norm == "batch":
-            raise ValueError(
-                "memory.pkm.query_norm='batch' leaks future tokens in a causal model; "
-                "allowed: rms, layer, none"
-            )
-        return _prefixed("memory.pkm.", PKMConfig, d_model=d_model, **asdict(self))
+def _swiglu_pkm() -> PKMConfig:
+    return PKMConfig(output="swiglu")
 
 
 @dataclass
@@ -147,23 +58,30 @@ class MemoryConfig:
     """Static PKM blocks when kind is fwpkm+pkm (ignored otherwise)."""
     pkm_placement: str = "replace"
     """replace: the PKM replaces the block's MLP | add: PKM and MLP in parallel on one norm."""
-    fwpkm: FwPKMOptions = field(default_factory=FwPKMOptions)
-    """FwPKM layer options."""
-    pkm: PKMOptions = field(default_factory=PKMOptions)
-    """Static PKM layer options."""
+    fwpkm: FwPKMConfig = field(default_factory=FwPKMConfig)
+    """FwPKM layer options (``d_model`` left None: the model's width; one memory per sequence:
+    ``share_across_batch`` and ``persistent`` must stay off)."""
+    pkm: PKMConfig = field(default_factory=_swiglu_pkm)
+    """Static PKM layer options (``d_model`` left None: the model's width). Default output:
+    Memory+-style SwiGLU."""
     pswa_prob: float = 0.0
     """Training only: probability per forward that every attention layer becomes sliding-window
     (the paper's pSWA, 0.9 with full attention, so the model does not learn to ignore FwPKM);
-    0 = off. Evaluation and generation always use full attention. Drawn from torch's global
-    RNG (seed it for reproducible runs; the trainer checkpoints it for exact resume)."""
+    0 = off. Evaluation and generation always use full attention. Drawn from the model's own
+    generator, seeded with ``pswa_seed`` (the trainer checkpoints it for exact resume)."""
+    pswa_seed: int = 0
+    """Seed of the model's pSWA generator."""
     pswa_window: int | None = None
     """Window of pSWA in tokens (>= 1); None = the FwPKM chunk."""
 
     def __post_init__(self) -> None:
         if isinstance(self.fwpkm, dict):
-            self.fwpkm = _from_dict(FwPKMOptions, self.fwpkm, "memory.fwpkm")
+            check_known_fields(FwPKMConfig, self.fwpkm, "memory.fwpkm")
+            self.fwpkm = prefixed_errors("memory.fwpkm.", FwPKMConfig, **self.fwpkm)
         if isinstance(self.pkm, dict):
-            self.pkm = _from_dict(PKMOptions, self.pkm, "memory.pkm")
+            check_known_fields(PKMConfig, self.pkm, "memory.pkm")
+            data = {"output": "swiglu", **self.pkm}  # the field's default, not PKMConfig's
+            self.pkm = prefixed_errors("memory.pkm.", PKMConfig, **data)
         if self.kind not in MEMORY_KINDS:
             raise ValueError(f"memory.kind={self.kind!r} is unknown; allowed: {MEMORY_KINDS}")
         if self.pkm_placement not in PKM_PLACEMENTS:
@@ -189,9 +107,33 @@ class MemoryConfig:
         self.fwpkm_layers(n_layers)
         self.pkm_layers_of(n_layers)
         if self.kind in ("fwpkm", "fwpkm+pkm"):
-            self.fwpkm.layer_config(d_model)
+            self.fwpkm_config(d_model)
         if self.kind in ("pkm", "fwpkm+pkm"):
-            self.pkm.layer_config(d_model)
+            self.pkm_config(d_model)
+
+    def fwpkm_config(self, d_model: int) -> FwPKMConfig:
+        """The FwPKM layer config for a model of width ``d_model`` (validated)."""
+        fw = self.fwpkm
+        if fw.d_model not in (None, d_model):
+            raise ValueError(f"memory.fwpkm.d_model={fw.d_model} must be None or {d_model}")
+        if fw.share_across_batch or fw.persistent:
+            raise ValueError(
+                "memory.fwpkm.share_across_batch / persistent are off in models: each sequence "
+                "has its own memory"
+            )
+        return prefixed_errors("memory.fwpkm.", fw.for_width, d_model)  # type: ignore[no-any-return]
+
+    def pkm_config(self, d_model: int) -> PKMConfig:
+        """The static PKM layer config for a model of width ``d_model`` (validated)."""
+        pkm = self.pkm
+        if pkm.d_model not in (None, d_model):
+            raise ValueError(f"memory.pkm.d_model={pkm.d_model} must be None or {d_model}")
+        if pkm.query_norm == "batch":
+            raise ValueError(
+                "memory.pkm.query_norm='batch' leaks future tokens in a causal model; "
+                "allowed: rms, layer, none"
+            )
+        return prefixed_errors("memory.pkm.", pkm.for_width, d_model)  # type: ignore[no-any-return]
 
     def fwpkm_layers(self, n_layers: int) -> list[int]:
         """Sorted indices of the blocks with an FwPKM sub-block."""
@@ -259,7 +201,7 @@ def resolve_layers(rule: str, n_layers: int, name: str = "layers") -> list[int]:
 
 def memory_config_from_dict(data: dict[str, Any]) -> MemoryConfig:
     """Build a :class:`MemoryConfig` from JSON data, rejecting unknown fields (``ValueError``)."""
-    return _from_dict(MemoryConfig, data, "memory")
+    return from_known_fields(MemoryConfig, data, "memory")
 
 
 def memory_param_groups(

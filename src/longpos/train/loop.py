@@ -137,6 +137,9 @@ class Trainer:
             "torch_rng": torch.get_rng_state(),
             "train_config": self.cfg.to_dict(),
         }
+        pswa = getattr(self.model, "pswa_generator", None)
+        if isinstance(pswa, torch.Generator):  # FwPKM's pSWA draws (native models)
+            state["pswa_rng"] = pswa.get_state()
         atomic_write(tmp / STATE_FILE, lambda p: torch.save(state, p))
         old = self.out / "checkpoint.old"
         shutil.rmtree(old, ignore_errors=True)
@@ -157,6 +160,9 @@ class Trainer:
             self.wrapped, self.optimizer, state["optimizer"], self.ctx
         )
         torch.set_rng_state(state["torch_rng"])
+        pswa = getattr(self.model, "pswa_generator", None)
+        if isinstance(pswa, torch.Generator) and "pswa_rng" in state:
+            pswa.set_state(state["pswa_rng"])
         self.step, self.tokens = int(state["step"]), int(state["tokens"])
         self._truncate_metrics(self.step)
         return True
