@@ -2,6 +2,7 @@
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -106,17 +107,25 @@ def test_bad_values_are_rejected():
         train(small_model(), TrainConfig(steps=1, progress=False), "/tmp/x", source=big)
 
 
+def free_port() -> int:
+    """A TCP port nothing listens on now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def run_worker(out, parallel="ddp", accum=1, nproc=None):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable]
     if nproc:
         cmd += ["-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
-                "--master_port", str(29500 + os.getpid() % 1000)]  # fmt: skip
+                "--master_addr", "127.0.0.1", "--master_port", str(free_port())]  # fmt: skip
     cmd += [str(HERE / "dist_worker.py"), str(out), parallel, str(accum)]
     subprocess.run(cmd, check=True, env=env, capture_output=True, timeout=300)
     return metrics(out)
 
 
+@pytest.mark.slow  # ~11 s each on 2 cores; CI runs the slow tier too
 @pytest.mark.parametrize("parallel", ["ddp", "fsdp"])
 def test_two_process_run_equals_single_process(tmp_path, parallel):
     single = run_worker(tmp_path / "single", accum=2)
