@@ -32,6 +32,7 @@ from longpos.positions.rope import (
     RotaryEncoding,
 )
 from longpos.positions.scaling import RopeConfig
+from longpos.positions.xpos import XPosEncoding
 
 IndexRotation = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 """``(q, k) -> (q, k)`` rotated by the model's integer RoPE with tables the back end computed
@@ -85,10 +86,15 @@ def _repo(shape: LayerShape, options: RePoConfig) -> tuple[PositionAssigner, Pos
     return assigner, encoding
 
 
+def _xpos(shape: LayerShape, options: None) -> tuple[PositionAssigner, PositionEncoding]:
+    return IndexAssigner(), XPosEncoding(shape.head_dim, shape.rope)
+
+
 TECHNIQUE_LIST: tuple[Technique, ...] = (
     Technique("rope", "integer index + RoPE (optionally PI / NTK / YaRN / Llama-3 scaled)", _rope),
     Technique("nope", "integer index + no positional encoding", _nope),
     Technique("repo", "RePo: learned real position per KV head + RoPE", _repo, "repo", RePoConfig),
+    Technique("xpos", "integer index + xPos (RoPE with a decay over distance)", _xpos),
 )
 TECHNIQUES: dict[str, Technique] = {t.name: t for t in TECHNIQUE_LIST}
 TECHNIQUE_NAMES: tuple[str, ...] = tuple(TECHNIQUES)
