@@ -436,5 +436,5 @@ def test_train_command_adds_memory_and_trains_it(tmp_path):
     assert not torch.equal(trained.model.layers[1].fwpkm.q_proj.weight, before)
     wider = dataclasses.replace(model_config_view(str(tmp_path / "base")), d_model=64, n_heads=8)
     bad = TrainArgs(hf_model=str(tmp_path / "base"), model=wider)
-    with pytest.raises(ValueError, match="d_model,n_heads"):
+    with pytest.raises(ValueError, match="--model.d_model, --model.n_heads"):
         build_hf_model(bad)

@@ -3,7 +3,9 @@
 Greedy decoding through the KV cache; writes ``samples.jsonl``, ``results.json`` and
 ``summary.md`` (see :mod:`longpos.eval.runner`). Context-extension baselines are applied
 on the fly: ``--scaling pi|ntk|yarn --factor s`` rescales RoPE over the model's training
-length, ``--temperature c`` applies DroPE's logit temperature 1 + c ln(length / L).
+length, ``--temperature c`` applies DroPE's logit temperature, per query: 1 + c ln((p + 1) / L)
+for the query at position p (so cached decoding equals a full forward); both work on native and
+Hugging Face models (:mod:`longpos.surgery`).
 """
 
 from __future__ import annotations
@@ -34,11 +36,11 @@ class EvalArgs:
     options: str = "{}"
     """JSON task options applied to every task that has them, e.g. '{"num_keys": 4}'."""
     scaling: str = "none"
-    """RoPE scaling applied at evaluation: none | pi | ntk | yarn | dynamic_ntk."""
+    """RoPE scaling applied at evaluation: none | pi | ntk | yarn | dynamic_ntk | llama3."""
     factor: float = 1.0
     """Scaling factor s for --scaling."""
     temperature: float = 0.0
-    """DroPE temperature slope c (0 = off), applied as beta = 1 + c ln(length / L)."""
+    """DroPE temperature slope c (0 = off), per query: beta = 1 + c ln((position + 1) / L)."""
     device: str = "cpu"
 
 

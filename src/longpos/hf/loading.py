@@ -277,10 +277,11 @@ def apply_model_config(model: nn.Module, wanted: Any) -> list[str]:
     changed = [f.name for f in fields(wanted) if getattr(wanted, f.name) != getattr(have, f.name)]
     fixed = [name for name in changed if name not in TAKES_FROM_MODEL_CONFIG]
     if fixed:
+        names = ", ".join(f"--model.{name}" for name in fixed)
+        takes = ", ".join(f"--model.{name}" for name in TAKES_FROM_MODEL_CONFIG)
         raise ValueError(
-            f"--model.{{{','.join(fixed)}}} cannot change a Hugging Face model's architecture "
-            f"(fixed by its weights); it can take only --model.{{"
-            f"{','.join(TAKES_FROM_MODEL_CONFIG)}}}"
+            f"{names}: a Hugging Face model's architecture is fixed by its weights; it takes "
+            f"only {takes} (and their sub-options)"
         )
     if not changed:
         return []
