@@ -246,3 +246,11 @@ def layer_techniques(model: nn.Module) -> list[str]:
     if is_native(model):
         return [block.technique for block in model.blocks]
     return [layer.self_attn.technique for layer in model.model.layers]
+
+
+def tiny_native(seed: int = 0, **overrides: Any) -> LongposLM:
+    """A tiny float32 native model with the library's own init (vocab 61, width 32, 3 layers,
+    4 heads, L = 32), in eval mode; ``overrides`` are :class:`ModelConfig` fields."""
+    base: dict[str, Any] = dict(vocab_size=61, d_model=32, n_layers=3, n_heads=4, max_seq_len=32)
+    base.update(overrides)
+    return LongposLM(ModelConfig(**base), torch.Generator().manual_seed(seed)).eval()
