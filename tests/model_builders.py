@@ -58,6 +58,9 @@ _IN_BLOCK = {  # native block prefix -> Llama decoder-layer prefix
     "mlp.gate": "mlp.gate_proj",
     "mlp.up": "mlp.up_proj",
     "mlp.down": "mlp.down_proj",
+    "fwpkm": "fwpkm",  # memory layers keep their names
+    "pkm": "mlp.pkm",  # a static PKM added to the MLP
+    "mlp": "mlp",  # a static PKM replacing the MLP
 }
 
 

@@ -12,41 +12,7 @@ from longpos.hf.compat import CACHE_KWARG
 from longpos.memory.placement import MemoryConfig
 from longpos.model import LongposLM
 from longpos.positions.temperature import temperature
-
-
-def native_to_hf_state(native: LongposLM) -> dict[str, torch.Tensor]:
-    """Rename the native model's tensors to transformers' Llama / Qwen3 names."""
-    renames = {
-        "embed.weight": "model.embed_tokens.weight",
-        "norm.weight": "model.norm.weight",
-        "lm_head.weight": "lm_head.weight",
-    }
-    inner = {
-        "attn_norm": "input_layernorm",
-        "mlp_norm": "post_attention_layernorm",
-        "attn.q_proj": "self_attn.q_proj",
-        "attn.k_proj": "self_attn.k_proj",
-        "attn.v_proj": "self_attn.v_proj",
-        "attn.o_proj": "self_attn.o_proj",
-        "attn.q_norm": "self_attn.q_norm",
-        "attn.k_norm": "self_attn.k_norm",
-        "attn.assigner": "self_attn.assigner",
-        "mlp.gate": "mlp.gate_proj",
-        "mlp.up": "mlp.up_proj",
-        "mlp.down": "mlp.down_proj",
-    }
-    inner.update({"fwpkm": "fwpkm", "pkm": "mlp.pkm"})  # memory layers (kept names)
-    out = {}
-    for name, tensor in native.state_dict().items():
-        if name in renames:
-            out[renames[name]] = tensor
-            continue
-        _, idx, rest = name.split(".", 2)
-        # A static PKM replacing the MLP keeps its own names under "mlp.".
-        module = next((m for m in inner if rest.startswith(m + ".")), "")
-        target = inner[module] if module else ""
-        out[f"model.layers.{idx}.{target}{rest[len(module) :]}"] = tensor
-    return out
+from model_builders import hf_state, spread
 
 
 def native_model(plan: str, **overrides) -> LongposLM:
@@ -65,18 +31,12 @@ def native_model(plan: str, **overrides) -> LongposLM:
     )
     base.update(overrides)
     native = LongposLM(ModelConfig(**base), torch.Generator().manual_seed(0)).eval()
-    with torch.no_grad():  # make the RePo predictors and norm gains matter
-        g = torch.Generator().manual_seed(1)
-        for name, param in native.named_parameters():
-            if ".assigner." in name:
-                param.normal_(0.0, 0.5, generator=g)
-            elif name.endswith(("q_norm.weight", "k_norm.weight")):
-                param.uniform_(0.5, 1.5, generator=g)
+    spread(native)  # make the RePo predictors and norm gains matter
     return native
 
 
 def check(native: LongposLM, hf) -> None:
-    missing, unexpected = hf.load_state_dict(native_to_hf_state(native), strict=True)
+    missing, unexpected = hf.load_state_dict(hf_state(native), strict=True)
     assert not missing and not unexpected
     ids = token_ids(batch=2, length=40)
     with torch.no_grad():
@@ -128,7 +88,7 @@ def memory_pair(layout: str, family: str = "llama", plan: str = "rope", **native
     memory = dict(MEMORY_LAYOUTS[layout])
     native = native_model(plan, memory=memory, **native_overrides)
     hf = apply_longpos(hf_model(family), plan, repo_start=1, memory=MemoryConfig(**memory))
-    missing, unexpected = hf.load_state_dict(native_to_hf_state(native), strict=True)
+    missing, unexpected = hf.load_state_dict(hf_state(native), strict=True)
     assert not missing and not unexpected
     return native.double(), hf.double()
 

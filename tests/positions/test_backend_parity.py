@@ -61,15 +61,6 @@ PLANS: list[tuple[str, int | None]] = [
 PLAN_IDS = [f"{plan}@{start}" if start is not None else plan for plan, start in PLANS]
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    """Tiny models gain nothing from intra-op threads on a shared 2-core machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def tol(model) -> dict:
     """Exact for models with no rotating layer, float32-RoPE rounding otherwise."""
     rotating = any(t != "nope" for t in layer_techniques(model))
