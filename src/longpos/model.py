@@ -37,6 +37,7 @@ from torch import nn
 from longpos.config import ModelConfig
 from longpos.memory.fwpkm import FwPKMLayer, FwPKMState
 from longpos.memory.pkm import StaticPKM
+from longpos.memory.placement import init_memory_layer
 from longpos.memory.reading import check_reading, run_reading_passes
 from longpos.positions.rope import (
     PositionAssigner,
@@ -357,12 +358,7 @@ class LongposLM(nn.Module):
             if isinstance(module, PositionAssigner | PositionEncoding):
                 module.init_weights(generator)
             elif isinstance(module, memories):
-                module.reset_parameters(generator)
-                out = module.o_proj if isinstance(module, FwPKMLayer) else module.out_proj
-                if out is not None:
-                    out.weight.div_(math.sqrt(2 * cfg.n_layers))
-                    if out.bias is not None:
-                        out.bias.div_(math.sqrt(2 * cfg.n_layers))
+                init_memory_layer(module, cfg.n_layers, generator)
             elif isinstance(module, RMSNorm):
                 nn.init.ones_(module.weight)
             elif isinstance(module, nn.Linear):

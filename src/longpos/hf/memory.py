@@ -30,7 +30,6 @@ How it hooks in (``spec/hf-integration.md`` §8):
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,7 +41,7 @@ from transformers import DynamicCache
 from longpos.hf.families import decoder_layers
 from longpos.memory.fwpkm import FwPKMConfig, FwPKMLayer, FwPKMState
 from longpos.memory.pkm import PKMConfig, StaticPKM
-from longpos.memory.placement import MemoryConfig, memory_config_from_dict
+from longpos.memory.placement import MemoryConfig, init_memory_layer, memory_config_from_dict
 
 MEMORY_KWARG = "longpos_memory"
 
@@ -127,21 +126,12 @@ def _pkm_added_class(mlp_class: type) -> type:
     return _ADDED_CLASSES[mlp_class]
 
 
-def _new_memory(module: nn.Module, n_layers: int, like: torch.Tensor) -> Any:
-    """A fresh memory module: its own init, residual output divided by sqrt(2 L) (as the
-    reference model's ``init_weights``), on ``like``'s device and dtype."""
-    _scale_output(module, n_layers)
+def _new_memory(module: FwPKMLayer | StaticPKM, n_layers: int, like: torch.Tensor) -> Any:
+    """A fresh memory module with the native model's init (:func:`init_memory_layer`), on
+    ``like``'s device and dtype."""
+    init_memory_layer(module, n_layers)
     module._longpos_n_layers = n_layers  # type: ignore[assignment]  # for missing-key init
     return module.to(device=like.device, dtype=like.dtype)
-
-
-@torch.no_grad()
-def _scale_output(module: nn.Module, n_layers: int) -> None:
-    out = module.o_proj if isinstance(module, FwPKMLayer) else getattr(module, "out_proj", None)
-    if out is not None:
-        out.weight.div_(math.sqrt(2 * n_layers))
-        if out.bias is not None:
-            out.bias.div_(math.sqrt(2 * n_layers))
 
 
 @torch.no_grad()
@@ -158,11 +148,9 @@ def init_missing(module: nn.Module, init: Callable[[], None]) -> None:
         tensor.copy_(value)
 
 
-@torch.no_grad()
-def reset_memory(module: nn.Module) -> None:
-    """A memory module's own init, residual output divided by sqrt(2 L) (the native init)."""
-    module.reset_parameters()  # type: ignore[operator]
-    _scale_output(module, int(getattr(module, "_longpos_n_layers", 1)))
+def reset_memory(module: FwPKMLayer | StaticPKM) -> None:
+    """A memory module's init for missing checkpoint keys (:func:`init_memory_layer`)."""
+    init_memory_layer(module, int(getattr(module, "_longpos_n_layers", 1)))
 
 
 def install_memory(model: nn.Module) -> None:

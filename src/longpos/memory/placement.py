@@ -14,9 +14,11 @@ checkpoints of models without memory are exactly as before.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import torch
 from torch import nn
 
 from longpos.fields import check_known_fields, from_known_fields, prefixed_errors
@@ -28,6 +30,7 @@ __all__ = [
     "PKM_PLACEMENTS",
     "MemoryConfig",
     "memory_config_from_dict",
+    "init_memory_layer",
     "memory_param_groups",
     "resolve_layers",
 ]
@@ -202,6 +205,21 @@ def resolve_layers(rule: str, n_layers: int, name: str = "layers") -> list[int]:
 def memory_config_from_dict(data: dict[str, Any]) -> MemoryConfig:
     """Build a :class:`MemoryConfig` from JSON data, rejecting unknown fields (``ValueError``)."""
     return from_known_fields(MemoryConfig, data, "memory")
+
+
+@torch.no_grad()
+def init_memory_layer(
+    module: FwPKMLayer | StaticPKM, n_layers: int, generator: torch.Generator | None = None
+) -> None:
+    """A memory layer's init inside a model of ``n_layers`` blocks, the same in both back
+    ends: its own ``reset_parameters``, then its residual output projection divided by
+    sqrt(2 n_layers) like every residual branch of the model."""
+    module.reset_parameters(generator)
+    out = module.o_proj if isinstance(module, FwPKMLayer) else module.out_proj
+    if out is not None:
+        out.weight.div_(math.sqrt(2 * n_layers))
+        if out.bias is not None:
+            out.bias.div_(math.sqrt(2 * n_layers))
 
 
 def memory_param_groups(
