@@ -55,7 +55,7 @@ Persistence
 
 Loading and evaluation
     load_hf_model(path_or_model, *, plan=None, repo_start=None, repo=None, rope=None,
-                  drope_qk_norm=None, memory=None, dtype=None, device=None,
+                  qk_norm="none", memory=None, dtype=None, device=None,
                   attn_implementation=None) -> model
         local folders only (stock or converted); converts when a plan or memory is
         given.
