@@ -91,6 +91,7 @@ class LongposCausalLMMixin:
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
         past_key_values: Any = None,
+        cache: Any = None,
         inputs_embeds: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         use_cache: bool | None = None,
@@ -111,7 +112,9 @@ class LongposCausalLMMixin:
         ``attention_mask`` with padding is refused.
         """
         base = super().forward  # type: ignore[misc]
-        cache = take_cache(past_key_values, kwargs)  # `cache` from transformers 5.24 on
+        # Both keywords are named in the signature: generate() accepts only the model kwargs the
+        # forward names, so a returned cache can be passed back under either.
+        cache = take_cache(past_key_values, {"cache": cache})
         inputs = dict(input_ids=input_ids, position_ids=position_ids, inputs_embeds=inputs_embeds)
         if not fwpkm_layer_indices(self):  # type: ignore[arg-type]
             return base(
