@@ -18,6 +18,7 @@ same way from ``config.longpos_memory`` (:mod:`longpos.hf.memory`); the causal L
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -40,6 +41,7 @@ from longpos.hf.memory import (
     reset_memory,
 )
 from longpos.hf.rope import model_rope
+from longpos.io import atomic_write_text
 from longpos.memory.fwpkm import FwPKMLayer
 from longpos.memory.pkm import StaticPKM
 from longpos.memory.reading import check_reading, run_reading_passes
@@ -74,9 +76,22 @@ def _make_config_class(family: Family) -> type:
     return strict(cls)  # type: ignore[no-any-return]
 
 
+AUTO_MODULE = "longpos_auto"
+"""The module file ``save_pretrained`` writes beside the weights (``longpos_auto.py``): it
+imports the converted classes from the installed longpos, so ``config.json``'s ``auto_map``
+lets any loader open the folder with ``trust_remote_code=True`` without importing longpos."""
+
+AUTO_MODULE_SOURCE = (
+    '"""Opens this longpos-converted model with the transformers Auto classes\n'
+    "(trust_remote_code=True); needs the longpos package installed (longpos[hf]).\"\"\"\n\n"
+    "from longpos.hf.modeling import {config_class}, {model_class}  # noqa: F401\n"
+)
+
+
 class LongposCausalLMMixin:
     """Rebuilds the converted layers from ``config.longpos_*`` in ``__init__``; carries the
-    FwPKM fast-weight state through ``forward`` and ``generate`` (:mod:`longpos.hf.memory`)."""
+    FwPKM fast-weight state through ``forward`` and ``generate`` (:mod:`longpos.hf.memory`);
+    ``save_pretrained`` also writes the ``auto_map`` and its module file (portable folders)."""
 
     config: Any
     model: Any
@@ -84,6 +99,21 @@ class LongposCausalLMMixin:
     def __init__(self, config: Any, *args: Any, **kwargs: Any) -> None:
         super().__init__(config, *args, **kwargs)  # type: ignore[call-arg]
         install_from_config(self)  # type: ignore[arg-type]
+
+    def save_pretrained(self, save_directory: Any, *args: Any, **kwargs: Any) -> Any:
+        """The family's ``save_pretrained``, plus ``longpos_auto.py`` and ``config.auto_map``, so
+        that ``AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True)`` opens the
+        folder in a process that never imported longpos (lm-evaluation-harness, RULER, ...)."""
+        config_class = type(self.config).__name__
+        model_class = type(self).__name__
+        self.config.auto_map = {
+            "AutoConfig": f"{AUTO_MODULE}.{config_class}",
+            "AutoModelForCausalLM": f"{AUTO_MODULE}.{model_class}",
+        }
+        result = super().save_pretrained(save_directory, *args, **kwargs)  # type: ignore[misc]
+        source = AUTO_MODULE_SOURCE.format(config_class=config_class, model_class=model_class)
+        atomic_write_text(Path(save_directory) / f"{AUTO_MODULE}.py", source)
+        return result
 
     def forward(
         self,
