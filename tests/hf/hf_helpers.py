@@ -7,16 +7,28 @@ import types
 import torch
 from torch import nn
 from transformers import (
+    Gemma3ForCausalLM,
+    Gemma3TextConfig,
+    GraniteConfig,
+    GraniteForCausalLM,
     LlamaConfig,
     LlamaForCausalLM,
     MistralConfig,
     MistralForCausalLM,
     Olmo2Config,
     Olmo2ForCausalLM,
+    Olmo3Config,
+    Olmo3ForCausalLM,
+    Phi3Config,
+    Phi3ForCausalLM,
     Qwen2Config,
     Qwen2ForCausalLM,
     Qwen3Config,
     Qwen3ForCausalLM,
+    Qwen3MoeConfig,
+    Qwen3MoeForCausalLM,
+    SmolLM3Config,
+    SmolLM3ForCausalLM,
 )
 
 import longpos.hf  # noqa: F401  (registers the converted types)
@@ -27,6 +39,37 @@ FAMILY_CLASSES = {
     "qwen2": (Qwen2Config, Qwen2ForCausalLM),
     "qwen3": (Qwen3Config, Qwen3ForCausalLM),
     "olmo2": (Olmo2Config, Olmo2ForCausalLM),
+    "olmo3": (Olmo3Config, Olmo3ForCausalLM),
+    "gemma3_text": (Gemma3TextConfig, Gemma3ForCausalLM),
+    "phi3": (Phi3Config, Phi3ForCausalLM),
+    "smollm3": (SmolLM3Config, SmolLM3ForCausalLM),
+    "qwen3_moe": (Qwen3MoeConfig, Qwen3MoeForCausalLM),
+    "granite": (GraniteConfig, GraniteForCausalLM),
+}
+# What each family needs beyond the shared tiny shape, chosen so its own features act in a
+# 3-layer model: local (sliding, window 6) and global layers with different RoPE bases, a
+# partial rotary factor, a stock NoPE layer, experts, Granite's multipliers.
+LOCAL_GLOBAL = ["sliding_attention", "full_attention", "sliding_attention"]
+FAMILY_EXTRAS = {
+    "olmo3": dict(layer_types=LOCAL_GLOBAL, sliding_window=6),
+    "gemma3_text": dict(
+        layer_types=LOCAL_GLOBAL,
+        sliding_window=6,
+        query_pre_attn_scalar=16,
+        rope_parameters={
+            "sliding_attention": {"rope_type": "default", "rope_theta": 10_000.0},
+            "full_attention": {"rope_type": "default", "rope_theta": 1_000_000.0},
+        },
+    ),
+    "phi3": dict(partial_rotary_factor=0.5),
+    "smollm3": dict(no_rope_layers=[1, 1, 0]),
+    "qwen3_moe": dict(num_experts=4, num_experts_per_tok=2, moe_intermediate_size=16),
+    "granite": dict(
+        attention_multiplier=0.3,
+        residual_multiplier=0.5,
+        embedding_multiplier=2.0,
+        logits_scaling=1.5,
+    ),
 }
 FAMILY_NAMES = tuple(FAMILY_CLASSES)
 VOCAB = 101
@@ -53,10 +96,28 @@ def tiny_config(family: str, attn: str = "sdpa", **overrides):
         bos_token_id=None,
         pad_token_id=None,
     )
+    if family == "phi3":  # no head_dim argument: hidden / heads = 8 already
+        del kwargs["head_dim"]
+    kwargs.update(FAMILY_EXTRAS.get(family, {}))
     kwargs.update(overrides)
     config = config_class(**kwargs)
     config._attn_implementation = attn
+    if family == "qwen3_moe":  # the default grouped_mm experts refuse the float64 of the tests
+        config._experts_implementation = "eager"
     return config
+
+
+NO_ROPE_SCALING = {"phi3"}
+"""Families whose config validation accepts only their own RoPE types (Phi-3: default and
+longrope), so PI / NTK / YaRN / Llama-3 are refused with a ValueError."""
+
+
+def with_stock_nope(family: str, techniques: list[str]) -> list[str]:
+    """What a named plan gives in ``family``: its stock NoPE layers (SmolLM3) stay NoPE."""
+    from longpos.hf.families import FAMILIES
+
+    nope = FAMILIES[family].stock_nope(tiny_config(family))
+    return ["nope" if i in nope else t for i, t in enumerate(techniques)]
 
 
 def tiny_model(family: str, attn: str = "sdpa", seed: int = 0, **overrides) -> nn.Module:
@@ -100,7 +161,7 @@ def force_integer_positions(model: nn.Module) -> None:
 
     for layer in model.model.layers:
         assigner = getattr(layer.self_attn, "assigner", None)
-        if assigner is not None:
+        if assigner is not None and not assigner.returns_index:
             assigner.forward = types.MethodType(forward, assigner)
 
 
@@ -111,8 +172,8 @@ class IdentityRotary(nn.Module):
         super().__init__()
         self.rotary = rotary
 
-    def forward(self, x, position_ids):
-        cos, sin = self.rotary(x, position_ids)
+    def forward(self, x, position_ids, *layer_type):  # Gemma 3 / OLMo 3 pass a layer type
+        cos, sin = self.rotary(x, position_ids, *layer_type)
         return torch.ones_like(cos), torch.zeros_like(sin)
 
 

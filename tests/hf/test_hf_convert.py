@@ -17,6 +17,7 @@ from hf_helpers import (
     spread_repo,
     tiny_model,
     token_ids,
+    with_stock_nope,
 )
 
 from longpos.config import RePoConfig
@@ -49,7 +50,7 @@ def test_repo_forced_to_integers_equals_original(family):
     ids = token_ids()
     before = logits(model, ids)
     apply_longpos(model, "repo", repo_start=0)
-    assert layer_plan(model) == ["repo"] * 3
+    assert layer_plan(model) == with_stock_nope(family, ["repo"] * 3)
     spread_repo(model)
     assert (logits(model, ids) - before).abs().max() > 1e-3  # learned positions matter
     force_integer_positions(model)
@@ -145,7 +146,7 @@ def test_set_rope_on_converted_model_refreshes_repo_frequencies():
 
 @pytest.mark.parametrize("family", FAMILY_NAMES)
 def test_gqa_shapes_and_parameter_names(family):
-    model = apply_longpos(tiny_model(family), "repo")  # start = 3 // 3 = 1
+    model = apply_longpos(tiny_model(family), ["rope", "repo", "repo"])  # a list: as it is
     assert layer_plan(model) == ["rope", "repo", "repo"]
     assert model.model.layers[0].self_attn.assigner.returns_index  # a RoPE layer
     for i in (1, 2):

@@ -30,7 +30,8 @@ Conversion (in place; returns the same model; every pretrained weight is kept)
     set_rope(model, rope), drop_positions(model, qk_norm="none") (q / k / qk full-width
     RMSNorm; not for Qwen3/OLMo2), set_temperature(model, TemperatureConfig) (DroPE's
     per-query beta, stored in the config; train_length defaults to training_length(model)).
-    layer_plan(model) -> list[str]; position_plan(model) -> PositionPlan
+    layer_plan(model) -> list[str]; position_plan(model) -> PositionPlan;
+    plan_summary(model) -> "rope: 0-2; nope: 3 (stock NoPE); ..."
 
 Memory layers at run time (FwPKM models; :mod:`longpos.hf.memory`)
     model(input_ids, ..., read_passes=1, memory_writes="chunked")
@@ -95,6 +96,7 @@ from longpos.hf.convert import (
     drop_positions,
     layer_plan,
     model_rope,
+    plan_summary,
     set_rope,
     set_temperature,
     training_length,
@@ -155,6 +157,7 @@ __all__ = [
     "memory_parameters",
     "memory_states",
     "model_rope",
+    "plan_summary",
     "position_parameters",
     "position_plan",
     "record_positions",

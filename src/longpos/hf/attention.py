@@ -55,9 +55,6 @@ class LongposAttentionMixin:
     layer_idx: int
     attention_dropout: float
     training: bool
-    q_proj: nn.Linear
-    k_proj: nn.Linear
-    v_proj: nn.Linear
     o_proj: nn.Linear
     assigner: PositionAssigner
     encoding: PositionEncoding
@@ -76,7 +73,7 @@ class LongposAttentionMixin:
         parameters is kept when the layer keeps its technique and options; DroPE norms are
         added once and kept."""
         module: Any = self
-        weight = self.q_proj.weight
+        weight = self.o_proj.weight  # every family has it (Phi-3 fuses q, k and v)
         assigner, encoding = build_positions(technique, shape, plan)
         old = getattr(module, "assigner", None)
         keep = (
@@ -93,12 +90,13 @@ class LongposAttentionMixin:
         if extra_qk_norm != "none" and self.longpos_family.qk_norm == "none":
             assert norm_class is not None
             eps = float(self.config.rms_norm_eps)
+            q_width, k_width = self.longpos_family.projection_widths(self.config)
             if "q" in extra_qk_norm and getattr(module, "q_norm", None) is None:
-                module.q_norm = norm_class(self.q_proj.out_features, eps=eps).to(
+                module.q_norm = norm_class(q_width, eps=eps).to(
                     device=weight.device, dtype=weight.dtype
                 )
             if "k" in extra_qk_norm and getattr(module, "k_norm", None) is None:
-                module.k_norm = norm_class(self.k_proj.out_features, eps=eps).to(
+                module.k_norm = norm_class(k_width, eps=eps).to(
                     device=weight.device, dtype=weight.dtype
                 )
         self.longpos_set_temperature(plan.temperature)

@@ -75,7 +75,9 @@ def apply_longpos(
     family = family_of(model)
     config: Any = model.config
     n_layers = len(decoder_layers(model))
-    new_plan = _resolve_plan(position_plan(config), plan, repo_start, repo)
+    new_plan = _keep_stock_nope(
+        family, config, _resolve_plan(position_plan(config), plan, repo_start, repo), n_layers
+    )
     temp = new_plan.temperature
     if temp.enabled and temp.train_length is None:  # stored explicitly: HF has no max_seq_len
         temp = dataclasses.replace(temp, train_length=hf_rope.training_length(config))
@@ -108,6 +110,20 @@ def apply_longpos(
         config.longpos_memory = memory.to_dict() if memory.enabled else None
     install_from_config(model)
     return model
+
+
+def _keep_stock_nope(
+    family: Family, config: Any, plan: PositionPlan, n_layers: int
+) -> PositionPlan:
+    """Layers the stock model leaves without RoPE (SmolLM3) stay NoPE under a *named* plan
+    (rope, repo, r2n1, ...: they change the RoPE layers); an explicit per-layer list is taken
+    as it is."""
+    nope = family.stock_nope(config)
+    if not nope or "," in plan.plan:
+        return plan
+    layers = plan.layer_plan(n_layers)
+    kept = ["nope" if i in nope else t for i, t in enumerate(layers)]
+    return dataclasses.replace(plan, plan=",".join(kept), repo_start=None)
 
 
 def _resolve_plan(
@@ -164,23 +180,32 @@ def set_rope(model: nn.Module, rope: RopeConfig) -> nn.Module:
     transformers' own tables for that ``rope_parameters`` dict; every layer's encoding gets
     the same :class:`RopeConfig` (RePo layers follow it unless ``apply_rope_scaling`` is off).
     """
-    family_of(model)
+    family = family_of(model)
     config: Any = model.config
     inner: Any = model.model
     old = inner.rotary_emb
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-    params = rope.to_hf(int(head_dim))
+    params = hf_rope.rope_parameters(config, rope, int(head_dim))
     original = getattr(rope.scaling, "original_length", None)
     factor = float(getattr(rope.scaling, "factor", 1.0))
-    if rope.scaling.name in ("yarn", "llama3") and original is not None:
-        # transformers validates max_position_embeddings against the original length.
-        target = math.ceil(original * factor)
-        config.max_position_embeddings = max(int(config.max_position_embeddings), target)
-    if rope.scaling.name == "dynamic_ntk" and original is not None:
-        config.max_position_embeddings = int(original)
-    config.rope_parameters = params
-    new = type(old)(config=config)
-    inner.rotary_emb = new.to(old.inv_freq.device)
+    before = (dict(config.rope_parameters), int(config.max_position_embeddings))
+    try:
+        if rope.scaling.name in ("yarn", "llama3") and original is not None:
+            # transformers validates max_position_embeddings against the original length.
+            target = math.ceil(original * factor)
+            config.max_position_embeddings = max(int(config.max_position_embeddings), target)
+        if rope.scaling.name == "dynamic_ntk" and original is not None:
+            config.max_position_embeddings = int(original)
+        config.rope_parameters = params
+        config.validate_rope()
+    except (ValueError, TypeError, KeyError) as exc:  # the family's validation of rope_parameters
+        config.rope_parameters, config.max_position_embeddings = before
+        cause = getattr(exc, "__cause__", None) or exc
+        raise ValueError(
+            f"{family.name} does not take RoPE scaling {rope.scaling.name!r}: {cause}"
+        ) from exc
+    device = next(iter(old.buffers())).device
+    inner.rotary_emb = type(old)(config=config).to(device)
     for layer in decoder_layers(model):
         attn = layer.self_attn
         if isinstance(attn, LongposAttentionMixin):
@@ -219,6 +244,29 @@ def layer_plan(model: nn.Module) -> list[str]:
     return position_plan(model.config).layer_plan(len(decoder_layers(model)))
 
 
+def plan_summary(model: nn.Module) -> str:
+    """Which layers use which technique, e.g. ``rope: 0-2, 4-6; nope: 3, 7 (stock NoPE)``."""
+    family = family_of(model)
+    layers = layer_plan(model)
+    stock_nope = family.stock_nope(model.config)
+    parts = []
+    for name in dict.fromkeys(layers):
+        idx = [i for i, t in enumerate(layers) if t == name]
+        note = " (stock NoPE)" if name == "nope" and set(idx) <= stock_nope and idx else ""
+        parts.append(f"{name}: {_ranges(idx)}{note}")
+    return "; ".join(parts)
+
+
+def _ranges(indices: list[int]) -> str:
+    runs: list[list[int]] = []
+    for i in indices:
+        if runs and i == runs[-1][-1] + 1:
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    return ", ".join(f"{r[0]}-{r[-1]}" if len(r) > 1 else str(r[0]) for r in runs)
+
+
 def model_rope(model: nn.Module) -> RopeConfig:
     """The RoPE base and scaling of a (converted or stock) model."""
     family_of(model)
@@ -237,6 +285,7 @@ __all__ = [
     "drop_positions",
     "layer_plan",
     "model_rope",
+    "plan_summary",
     "set_rope",
     "set_temperature",
     "training_length",

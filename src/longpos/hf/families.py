@@ -2,10 +2,12 @@
 
 Context: RePo (Li et al., arXiv 2512.14391) and DroPE (Gelberg et al., arXiv
 2512.12167) both change only the rotation inside attention, so the integration needs
-to know, per family, where the stock forward normalises q/k and which extra keyword
-(``sliding_window``) it hands to the attention interface. Everything else (weights,
-decoder layers, cache, masks) is shared by Llama, Mistral, Qwen2, Qwen3 and OLMo2 in
-transformers 5.23 (``spec/hf-integration.md`` §2).
+to know, per family, how the stock forward projects and normalises q/k (separate or fused
+projections; no norms, per-head norms or full-width norms), which extra keyword
+(``sliding_window``) it hands to the attention interface, and which layers the stock model
+leaves without RoPE (SmolLM3). Everything else (weights, decoder layers, cache, masks, the
+families' own scalings of attention and residuals, per-layer-type RoPE tables) is the stock
+model's (``spec/hf-integration.md`` §2). Adding a family: one ``Family(...)`` line below.
 """
 
 from __future__ import annotations
@@ -18,25 +20,54 @@ from typing import Any, Literal
 import torch
 from torch import nn
 from transformers import (
+    Gemma3ForCausalLM,
+    Gemma3TextConfig,
+    GraniteConfig,
+    GraniteForCausalLM,
     LlamaConfig,
     LlamaForCausalLM,
     MistralConfig,
     MistralForCausalLM,
     Olmo2Config,
     Olmo2ForCausalLM,
+    Olmo3Config,
+    Olmo3ForCausalLM,
+    Phi3Config,
+    Phi3ForCausalLM,
     Qwen2Config,
     Qwen2ForCausalLM,
     Qwen3Config,
     Qwen3ForCausalLM,
+    Qwen3MoeConfig,
+    Qwen3MoeForCausalLM,
+    SmolLM3Config,
+    SmolLM3ForCausalLM,
 )
+from transformers.models.gemma3.modeling_gemma3 import Gemma3Attention
+from transformers.models.granite.modeling_granite import GraniteAttention
 from transformers.models.llama.modeling_llama import LlamaAttention
 from transformers.models.mistral.modeling_mistral import MistralAttention
 from transformers.models.olmo2.modeling_olmo2 import Olmo2Attention
+from transformers.models.olmo3.modeling_olmo3 import Olmo3Attention
+from transformers.models.phi3.modeling_phi3 import Phi3Attention
 from transformers.models.qwen2.modeling_qwen2 import Qwen2Attention
 from transformers.models.qwen3.modeling_qwen3 import Qwen3Attention
+from transformers.models.qwen3_moe.modeling_qwen3_moe import Qwen3MoeAttention
+from transformers.models.smollm3.modeling_smollm3 import SmolLM3Attention
 
 QKNormLayout = Literal["none", "head", "full"]
 SlidingWindow = Literal["none", "attribute", "config"]
+Projection = Literal["separate", "fused"]
+
+
+def no_stock_nope(config: Any) -> frozenset[int]:
+    return frozenset()
+
+
+def smollm3_nope_layers(config: Any) -> frozenset[int]:
+    """SmolLM3 leaves RoPE out of the layers whose ``no_rope_layers`` entry is 0."""
+    return frozenset(i for i, use_rope in enumerate(config.no_rope_layers) if not use_rope)
+
 
 LONGPOS_SUFFIX = "_longpos"
 
@@ -56,6 +87,11 @@ class Family:
     sliding_window: SlidingWindow
     """How the stock forward passes ``sliding_window=``: not at all (Llama, OLMo2), from
     the module attribute (Qwen2, Qwen3) or from the config (Mistral)."""
+    projection: Projection = "separate"
+    """q, k, v from three Linears, or one fused ``qkv_proj`` (Phi-3)."""
+    stock_nope: Callable[[Any], frozenset[int]] = no_stock_nope
+    """Layers the stock model leaves without RoPE (SmolLM3): a converted model keeps them NoPE
+    where a named plan would put RoPE."""
 
     @property
     def longpos_type(self) -> str:
@@ -70,7 +106,13 @@ class Family:
         shape = (*hidden.shape[:-1], -1, attn.head_dim)  # (B, T, heads, D)
         q_norm: Any = getattr(attn, "q_norm", None)
         k_norm: Any = getattr(attn, "k_norm", None)
-        query, key, value = attn.q_proj(hidden), attn.k_proj(hidden), attn.v_proj(hidden)
+        if self.projection == "fused":  # (B, T, (H + 2 H_kv) * D), queries first
+            q_width, kv_width = self.projection_widths(attn.config)
+            qkv = attn.qkv_proj(hidden)
+            query, key = qkv[..., :q_width], qkv[..., q_width : q_width + kv_width]
+            value = qkv[..., q_width + kv_width :]
+        else:
+            query, key, value = attn.q_proj(hidden), attn.k_proj(hidden), attn.v_proj(hidden)
         if self.qk_norm != "head":  # full-width norms (OLMo2, or DroPE's added ones)
             query = q_norm(query) if q_norm is not None else query
             key = k_norm(key) if k_norm is not None else key
@@ -79,6 +121,14 @@ class Family:
             query, key = q_norm(query), k_norm(key)
         value = value.view(shape).transpose(1, 2)  # (B, H_kv, T, D)
         return query.transpose(1, 2), key.transpose(1, 2), value
+
+    @staticmethod
+    def projection_widths(config: Any) -> tuple[int, int]:
+        """Widths of the query and of the key (= value) projections: (H * D, H_kv * D)."""
+        heads = int(config.num_attention_heads)
+        head_dim = getattr(config, "head_dim", None) or int(config.hidden_size) // heads
+        kv = int(getattr(config, "num_key_value_heads", None) or heads)
+        return heads * int(head_dim), kv * int(head_dim)
 
     def attention_kwargs(self, attn: Any) -> dict[str, Any]:
         """Extra keywords the stock forward hands its attention function."""
@@ -103,6 +153,34 @@ FAMILIES: dict[str, Family] = {
         Family("qwen2", Qwen2Config, Qwen2ForCausalLM, Qwen2Attention, "none", "attribute"),
         Family("qwen3", Qwen3Config, Qwen3ForCausalLM, Qwen3Attention, "head", "attribute"),
         Family("olmo2", Olmo2Config, Olmo2ForCausalLM, Olmo2Attention, "full", "none"),
+        Family("olmo3", Olmo3Config, Olmo3ForCausalLM, Olmo3Attention, "full", "attribute"),
+        Family(
+            "gemma3_text",
+            Gemma3TextConfig,
+            Gemma3ForCausalLM,
+            Gemma3Attention,
+            "head",
+            "attribute",
+        ),  # fmt: skip
+        Family("phi3", Phi3Config, Phi3ForCausalLM, Phi3Attention, "none", "config", "fused"),
+        Family(
+            "smollm3",
+            SmolLM3Config,
+            SmolLM3ForCausalLM,
+            SmolLM3Attention,
+            "none",
+            "attribute",
+            stock_nope=smollm3_nope_layers,
+        ),  # fmt: skip
+        Family(
+            "qwen3_moe",
+            Qwen3MoeConfig,
+            Qwen3MoeForCausalLM,
+            Qwen3MoeAttention,
+            "head",
+            "attribute",
+        ),  # fmt: skip
+        Family("granite", GraniteConfig, GraniteForCausalLM, GraniteAttention, "none", "none"),
     )
 }
 SUPPORTED_FAMILIES: tuple[str, ...] = tuple(FAMILIES)

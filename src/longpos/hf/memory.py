@@ -166,7 +166,7 @@ def install_memory(model: nn.Module) -> None:
     fw_layers = set(memory.fwpkm_layers(n)) if memory else set()
     fw_cfg = memory.fwpkm_config(d) if memory and fw_layers else None
     pkm_plan = _pkm_plan(memory, n, d)
-    like = layers[0].self_attn.q_proj.weight
+    like = layers[0].self_attn.o_proj.weight
     for i, layer in enumerate(layers):
         have: FwPKMLayer | None = getattr(layer, "fwpkm", None)
         if i in fw_layers:

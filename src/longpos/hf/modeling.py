@@ -40,7 +40,7 @@ from longpos.hf.memory import (
     memory_states,
     reset_memory,
 )
-from longpos.hf.rope import model_rope
+from longpos.hf.rope import layer_rope, model_rope
 from longpos.io import atomic_write_text
 from longpos.memory.fwpkm import FwPKMLayer
 from longpos.memory.pkm import StaticPKM
@@ -83,7 +83,7 @@ lets any loader open the folder with ``trust_remote_code=True`` without importin
 
 AUTO_MODULE_SOURCE = (
     '"""Opens this longpos-converted model with the transformers Auto classes\n'
-    "(trust_remote_code=True); needs the longpos package installed (longpos[hf]).\"\"\"\n\n"
+    '(trust_remote_code=True); needs the longpos package installed (longpos[hf])."""\n\n'
     "from longpos.hf.modeling import {config_class}, {model_class}  # noqa: F401\n"
 )
 
@@ -251,17 +251,31 @@ def register_auto_classes() -> None:
 
 # ------------------------------------------------------------------ installation
 def position_plan(model_or_config: Any) -> PositionPlan:
-    """The :class:`~longpos.plan.PositionPlan` of a (converted or stock) model or config."""
+    """The :class:`~longpos.plan.PositionPlan` of a (converted or stock) model or config; a
+    stock model's is its own layout (RoPE everywhere, NoPE where the family leaves it out)."""
     config = getattr(model_or_config, "config", model_or_config)
-    return PositionPlan.plan_from_dict(dict(getattr(config, "longpos_positions", None) or {}))
+    stored = getattr(config, "longpos_positions", None)
+    if stored:
+        return PositionPlan.plan_from_dict(dict(stored))
+    n_layers = int(config.num_hidden_layers)
+    nope = family_of_config(config).stock_nope(config)
+    if not nope:
+        return PositionPlan()
+    return PositionPlan(plan=",".join("nope" if i in nope else "rope" for i in range(n_layers)))
 
 
-def layer_shape(config: Any) -> LayerShape:
-    """What a position technique needs to know about this model's attention layers."""
+def family_of_config(config: Any) -> Family:
+    return FAMILIES[str(config.model_type).removesuffix("_longpos")]
+
+
+def layer_shape(config: Any, layer_idx: int | None = None) -> LayerShape:
+    """What a position technique needs to know about an attention layer of this model (its
+    layer type's RoPE where those differ; the ``full_attention`` one without ``layer_idx``)."""
     heads = int(config.num_attention_heads)
     head_dim = getattr(config, "head_dim", None) or int(config.hidden_size) // heads
     kv = int(getattr(config, "num_key_value_heads", None) or heads)
-    return LayerShape(int(config.hidden_size), heads, kv, int(head_dim), model_rope(config))
+    rope = model_rope(config) if layer_idx is None else layer_rope(config, layer_idx)
+    return LayerShape(int(config.hidden_size), heads, kv, int(head_dim), rope)
 
 
 def install_from_config(model: nn.Module) -> None:
@@ -271,14 +285,13 @@ def install_from_config(model: nn.Module) -> None:
     layers = decoder_layers(model)
     plan = position_plan(config)
     techniques = plan.layer_plan(len(layers))
-    shape = layer_shape(config)
     inner: Any = model.model
     if not isinstance(inner.__dict__.get("_init_weights"), functools.partial):
         # The decoder model is its own PreTrainedModel: transformers initialises its
         # modules with *its* _init_weights, so the hook goes on that instance.
         inner._init_weights = functools.partial(_longpos_init_weights, inner._init_weights)
     attention_class = ATTENTION_CLASSES[family.name]
-    for layer, technique in zip(layers, techniques, strict=True):
+    for i, (layer, technique) in enumerate(zip(layers, techniques, strict=True)):
         attn = layer.self_attn
         if not isinstance(attn, LongposAttentionMixin):
             if type(attn) is not family.attention_class:
@@ -290,7 +303,7 @@ def install_from_config(model: nn.Module) -> None:
         attn.longpos_configure(  # type: ignore[operator]
             technique,
             plan,
-            shape,
+            layer_shape(config, i),
             extra_qk_norm=config.longpos_qk_norm,
             norm_class=type(layer.input_layernorm)
             if hasattr(layer, "input_layernorm")
