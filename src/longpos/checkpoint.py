@@ -64,6 +64,14 @@ def save_model(model: LongposLM, folder: str | os.PathLike[str], extra: dict | N
     return folder
 
 
+def not_a_model_hint(folder: Path) -> str:
+    """What to pass instead of ``folder`` when it is a training run's folder, or ''."""
+    for sub in ("model", "checkpoint"):
+        if (folder / sub / CONFIG_FILE).is_file():
+            return f"; it is a training run's folder: pass {folder / sub}"
+    return ""
+
+
 def read_config(folder: str | os.PathLike[str]) -> tuple[ModelConfig, dict[str, Any]]:
     """Parse and validate ``folder/config.json``; returns (config, raw metadata)."""
     folder = Path(folder)
@@ -71,7 +79,10 @@ def read_config(folder: str | os.PathLike[str]) -> tuple[ModelConfig, dict[str, 
         raise CheckpointError(f"checkpoint folder {folder} does not exist (or is not a folder)")
     path = folder / CONFIG_FILE
     if not path.is_file():
-        raise CheckpointError(f"{path} is missing: is {folder} a longpos checkpoint folder?")
+        raise CheckpointError(
+            f"{path} is missing: is {folder} a longpos checkpoint folder?"
+            + not_a_model_hint(folder)
+        )
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -79,6 +90,7 @@ def read_config(folder: str | os.PathLike[str]) -> tuple[ModelConfig, dict[str, 
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(
             f'{path} is not a longpos model config (expected "format": "{FORMAT}")'
+            + not_a_model_hint(folder)
         )
     version = meta.get("format_version")
     if version != FORMAT_VERSION:
@@ -156,3 +168,47 @@ def load_model(
     model.load_state_dict(state, strict=False)
     model.missing_weights = missing  # type: ignore[assignment]
     return model.to(map_location)
+
+
+def _json_file(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def trained_on(folder: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """What the model in ``folder`` was trained on, or None when nothing says so.
+
+    ``{"kind": "task", "tasks": [...], "options": {...}, "seq_len": L, ...}`` for token-level
+    tasks, ``{"kind": "text", "tokenizer": NAME, "seq_len": L}`` for text. Read from the
+    checkpoint's ``extra["trained_on"]`` (written by ``longpos train``), else from the
+    training run's ``config.json`` next to the model folder (``RUN/model``, ``RUN/checkpoint``:
+    models written before the metadata existed, e.g. older demo runs).
+    """
+    folder = Path(folder)
+    extra = (_json_file(folder / CONFIG_FILE) or {}).get("extra") or {}
+    if isinstance(extra, dict) and isinstance(extra.get("trained_on"), dict):
+        return dict(extra["trained_on"])
+    run = _json_file(folder.parent / CONFIG_FILE) or {}
+    train = run.get("train")
+    if not isinstance(train, dict) or not isinstance(train.get("data"), dict):
+        return None
+    return data_description(train["data"], int(train.get("seq_len") or 0) or None)
+
+
+def data_description(data: dict[str, Any], seq_len: int | None) -> dict[str, Any] | None:
+    """:func:`trained_on`'s dict from a ``DataConfig`` as a dict (``train.data`` of a run)."""
+    if data.get("kind") == "text":
+        return {"kind": "text", "tokenizer": data.get("tokenizer") or "byte", "seq_len": seq_len}
+    if data.get("kind") != "task":
+        return None
+    options = data.get("options") or {}
+    if isinstance(options, str):
+        try:
+            options = json.loads(options)
+        except ValueError:
+            options = {}
+    tasks = [t.strip() for t in str(data.get("tasks") or "").split(",") if t.strip()]
+    return {"kind": "task", "tasks": tasks, "options": dict(options), "seq_len": seq_len}

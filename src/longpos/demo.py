@@ -273,6 +273,10 @@ def run_demo(args: DemoArgs) -> dict[str, Any]:
                 bar.n = min(total, steps_done(root, sorted(p.name for p in root.iterdir())))
                 bar.refresh()
         train_seconds = {r["method"]: r["seconds"] for r in pending.get()}
+        # Let the workers exit on their own: the context manager's terminate() kills them,
+        # which can leave their semaphores to the resource tracker (a warning at exit).
+        pool.close()
+        pool.join()
     elapsed = time.perf_counter() - start
     summary = summarise(root, methods, args.seeds, plan)
     summary["job_seconds"] = train_seconds
@@ -284,6 +288,10 @@ def run_demo(args: DemoArgs) -> dict[str, Any]:
     }  # fmt: skip
     atomic_write_json(out / "results.json", summary)
     write_outputs(out, summary, plan)
+    print(f"\nAccuracy (%) of greedy answers [95% interval], {plan.samples} samples per length"
+          f" and seed, trained at L = {plan.length}:")  # fmt: skip
+    print("\n".join(accuracy_table(summary, plan)))
+    print(" ".join(interpretation(summary, args.seeds)))
     print(f"demo finished in {elapsed:.0f} s: {out / 'report.md'}")
     return summary
 
@@ -411,21 +419,28 @@ def interpretation(summary: dict[str, Any], seeds: int) -> list[str]:
     return [sentence1, sentence2]
 
 
-def write_outputs(out: Path, summary: dict[str, Any], plan: DemoPlan) -> None:
-    from longpos.viz.plots import plot_accuracy_vs_length
-
-    acc = summary["accuracy"]
+def accuracy_table(summary: dict[str, Any], plan: DemoPlan) -> list[str]:
+    """The report's Markdown table: accuracy % [95% interval] per method and length."""
     lengths = summary["lengths"]
-    seeds = summary["setup"]["seeds"]
     head = "| method | " + " | ".join(f"{n} ({n // plan.length}L)" for n in lengths) + " |"
     lines = [head, "|---" * (len(lengths) + 1) + "|"]
-    for method, row in acc.items():
+    for method, row in summary["accuracy"].items():
         cells = []
         for n in lengths:
             cell = row[str(n)]
             lo, hi = cell["ci95"]
             cells.append(f"{pct(cell['accuracy'])} [{pct(lo)}, {pct(hi)}]")
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def write_outputs(out: Path, summary: dict[str, Any], plan: DemoPlan) -> None:
+    from longpos.viz.plots import plot_accuracy_vs_length
+
+    acc = summary["accuracy"]
+    lengths = summary["lengths"]
+    seeds = summary["setup"]["seeds"]
+    lines = accuracy_table(summary, plan)
     far_lines = ["| method | " + " | ".join(f"{n}: near / far" for n in lengths[1:]) + " |",
                  "|---" * len(lengths) + "|"]  # fmt: skip
     for method, row in acc.items():

@@ -183,3 +183,16 @@ def test_text_lines_and_highlight_after_a_newline(browser, tmp_path):
     assert page.locator(".tok.nb").count() == 2  # neighbours 5 and 6 (none after the end)
     assert requests == [path.resolve().as_uri()] and errors == []
     page.close()
+
+
+def test_query_scale_note_and_trend_line(browser, model_page):
+    """The query token has its own line, the scale is explained, the trend line follows the
+    data (slope 1 on an index layer)."""
+    page, _, errors = open_page(browser, model_page)
+    assert page.locator("[data-testid=query-line]").count() == 1
+    note = page.locator("[data-testid=scale]").inner_text()
+    assert "Position scale" in note and "query token" in note
+    assert page.locator("[data-testid=fit]").count() == 1
+    page.select_option("#layer", "0")  # layer 0 is RoPE: the integer index
+    assert "trend: 1 position per token" in page.locator("#stats").inner_text()
+    assert not errors

@@ -32,6 +32,7 @@ from typing import Any, Literal
 
 from tqdm.auto import tqdm
 
+from longpos.eval.batching import predict_all
 from longpos.eval.protocol import EvalModel
 from longpos.io import atomic_write_text
 from longpos.tasks.base import Sample, derive_seed, generate_sample, get_task
@@ -75,8 +76,21 @@ def _eos_ids(model: EvalModel) -> set[int]:
     return set() if eos is None else {int(eos)}
 
 
-def _predict(model: EvalModel, s: Sample, stop: set[int]) -> tuple[list[int], Any]:
-    ids = [int(i) for i in model.generate_ids(list(s.prompt_ids), s.tokens_to_generate)]
+def _predict_cell(
+    model: EvalModel, cell: list[Sample], batch_size: int, done: Any = None
+) -> list[list[int]]:
+    """The generated ids of every sample of one (task, length) cell, in order."""
+    out: list[list[int]] = [[] for _ in cell]
+    for budget in sorted({s.tokens_to_generate for s in cell}):
+        idx = [i for i, s in enumerate(cell) if s.tokens_to_generate == budget]
+        prompts = [[int(t) for t in cell[i].prompt_ids] for i in idx]
+        predicted = predict_all(model, prompts, budget, batch_size, done)
+        for i, ids in zip(idx, predicted, strict=True):
+            out[i] = [int(t) for t in ids]
+    return out
+
+
+def _finish(model: EvalModel, s: Sample, ids: list[int], stop: set[int]) -> tuple[list[int], Any]:
     ids = ids[: s.tokens_to_generate]
     for k, i in enumerate(ids):
         if i in stop:
@@ -158,6 +172,7 @@ def run_eval(
     progress: bool = True,
     model_name: str | None = None,
     metadata: dict[str, Any] | None = None,
+    batch_size: int = 1,
 ) -> EvalResult:
     """Evaluate ``model`` on ``tasks`` x ``lengths`` with ``samples`` samples each.
 
@@ -176,6 +191,8 @@ def run_eval(
         save_prompts: also store each prompt (text, or ids at token level) in samples.jsonl.
         progress: show a tqdm progress bar.
         model_name, metadata: recorded in results.json.
+        batch_size: prompts decoded at once (> 1 needs a model with ``generate_batch``; the
+            predictions equal one-by-one decoding).
     """
     tasks, lengths = list(tasks), [int(L) for L in lengths]
     if not tasks:
@@ -217,6 +234,7 @@ def run_eval(
                 opts = _options_for(t, common, per_task)
                 for L in lengths:
                     cell: list[float] = []
+                    drawn: list[tuple[int, int, Sample]] = []  # (index, seed, sample)
                     for i in range(samples):
                         d = None if depths is None else float(depths[i % len(depths)])
                         s_seed = derive_seed(seed, t, L, i)
@@ -229,7 +247,12 @@ def run_eval(
                             skipped.append(f"{t} @ {L}: {e}")
                             bar.update(samples - i)
                             break
-                        ids, pred = _predict(model, s, stop)
+                        drawn.append((i, s_seed, s))
+                    predicted = _predict_cell(
+                        model, [s for _, _, s in drawn], batch_size, bar.update
+                    )
+                    for (i, s_seed, s), generated in zip(drawn, predicted, strict=True):
+                        ids, pred = _finish(model, s, generated, stop)
                         sc = float(score_sample(s, pred))
                         cell.append(sc)
                         rec = {
@@ -247,7 +270,6 @@ def run_eval(
                             rec["prompt"] = s.prompt if s.level == "text" else s.prompt_ids
                         f.write(json.dumps(rec) + "\n")
                         records.append(rec)
-                        bar.update(1)
                     scores[t][L] = round(100 * sum(cell) / len(cell), 2) if cell else None
             f.flush()
             os.fsync(f.fileno())

@@ -8,9 +8,12 @@ Zhao & Jones, "Fast-weight Product Key Memory", arXiv 2601.00671.
 
 The only package of longpos that imports transformers (5.23 or later 5.x). Importing
 it registers the ``<family>_longpos`` config and model types with ``AutoConfig`` /
-``AutoModelForCausalLM``. Supported families (grouped-query attention included):
-Llama, Mistral, Qwen2, Qwen3, OLMo2; attention implementations: eager, sdpa (and
-flash / flex, passed through untouched; not tested on CPU).
+``AutoModelForCausalLM``. Supported families (``SUPPORTED_FAMILIES``; grouped-query
+attention included): Llama, Mistral, Qwen2, Qwen3, Qwen3-MoE, OLMo2, OLMo3, Gemma 3 (text),
+Phi-3, SmolLM3, Granite; attention implementations: eager, sdpa (and flash / flex, passed
+through untouched; not tested on CPU). Converted folders are portable (``auto_map``: any
+loader opens them with ``trust_remote_code=True``), and Sakana's released RePo-OLMo2 and
+DroPE layouts load through :func:`load_hf_model` (:mod:`longpos.hf.reference`).
 
 Conversion (in place; returns the same model; every pretrained weight is kept)
     apply_longpos(model, plan="repo", *, repo_start=None, repo=None, rope=None,

@@ -22,6 +22,7 @@ from longpos.hf.compat import CACHE_KWARG
 from longpos.hf.convert import apply_longpos
 from longpos.hf.families import family_of
 from longpos.hf.memory import LongposMemoryCache, default_read_passes, fwpkm_layer_indices
+from longpos.hf.reference import detect_reference_layout, load_reference_model, reference_config
 from longpos.memory.placement import MemoryConfig
 from longpos.plan import PositionPlan
 from longpos.positions.repo import RePoConfig
@@ -68,7 +69,12 @@ def load_hf_model(
         if attn_implementation is not None:
             kwargs["attn_implementation"] = attn_implementation
         try:
-            model = AutoModelForCausalLM.from_pretrained(str(folder), **kwargs)
+            if detect_reference_layout(folder) is not None:  # Sakana's RePo / DroPE folders
+                model = load_reference_model(
+                    folder, dtype=dtype, attn_implementation=attn_implementation
+                )
+            else:
+                model = AutoModelForCausalLM.from_pretrained(str(folder), **kwargs)
         except ValueError as exc:
             raise ValueError(f"cannot load {folder} as a causal LM: {exc}") from exc
         family_of(model)
@@ -150,6 +156,34 @@ class HFEvalModel:
         if max_new_tokens == 0:
             return []
         return greedy_generate(self.model, prompt_ids, max_new_tokens, eos_ids=self.eos_ids)
+
+    @property
+    def takes_padding(self) -> bool:
+        """Left padding is safe unless the model has FwPKM layers (then: length buckets)."""
+        return not fwpkm_layer_indices(self.model)
+
+    @torch.no_grad()
+    def generate_batch(self, prompts: list[list[int]], max_new_tokens: int) -> list[list[int]]:
+        """Greedy continuations of several prompts at once (new ids, EOS excluded): left
+        padding with an attention mask and positions counting real tokens."""
+        from longpos.eval.batching import greedy_batch
+
+        if any(len(p) + max_new_tokens > (self.max_length or 1 << 62) for p in prompts):
+            raise ValueError(f"a prompt + max_new_tokens exceeds max_length={self.max_length}")
+        config: Any = self.model.config
+        cache = LongposMemoryCache(config=config)
+        memory = bool(fwpkm_layer_indices(self.model))
+        passes = default_read_passes(self.model)
+
+        def step(ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+            first = cache.get_seq_length() == 0
+            extra: dict[str, Any] = {"read_passes": passes if first else 1} if memory else {}
+            if not bool(mask.all()):  # padding: hide it, count real tokens only
+                extra.update(attention_mask=mask, position_ids=positions)
+            out = self.model(input_ids=ids, use_cache=True, **{CACHE_KWARG: cache}, **extra)
+            return out.logits  # type: ignore[no-any-return]
+
+        return greedy_batch(step, prompts, max_new_tokens, self.eos_ids, self.device)
 
 
 @torch.no_grad()
@@ -245,7 +279,10 @@ def model_config_view(path_or_model: str | os.PathLike[str] | nn.Module) -> Any:
         folder = Path(path_or_model)
         if not (folder / "config.json").is_file():
             raise ValueError(f"{folder} is not a Hugging Face model folder (no config.json)")
-        config = AutoConfig.from_pretrained(str(folder), local_files_only=True)
+        if detect_reference_layout(folder) is not None:
+            config = reference_config(folder)
+        else:
+            config = AutoConfig.from_pretrained(str(folder), local_files_only=True)
     shape = layer_shape(config)
     plan = position_plan(config)
     return ModelConfig(

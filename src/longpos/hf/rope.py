@@ -24,7 +24,7 @@ def model_rope(config: Any, layer_type: str | None = None) -> RopeConfig:
     """The RoPE of a transformers config, of one layer type when its ``rope_parameters`` are
     nested by layer type (default: ``full_attention``); ``ValueError`` for what longpos cannot
     express."""
-    params = getattr(config, "rope_parameters", None)
+    params: Any = getattr(config, "rope_parameters", None)
     if per_layer_type(config):
         kind = layer_type or "full_attention"
         if kind not in params:

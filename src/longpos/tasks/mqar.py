@@ -55,6 +55,13 @@ class MQARConfig:
 
     def pairs_for(self, length: int) -> int:
         n = self.num_kv_pairs if self.num_kv_pairs is not None else max(1, length // 16)
+        if self.num_kv_pairs is None and n > self.num_symbols // 2:
+            raise ValueError(
+                f"MQAR at length {length}: the default num_kv_pairs = length // 16 = {n} needs "
+                f"more than num_symbols // 2 = {self.num_symbols // 2} distinct keys; lengths "
+                f"up to {16 * (self.num_symbols // 2 + 1) - 1} fit, or set num_kv_pairs (e.g. "
+                '{"num_kv_pairs": 8}) or a larger num_symbols'
+            )
         if 4 * n > length - 1:
             raise ValueError(
                 f"MQAR: num_kv_pairs={n} needs length >= 4 * num_kv_pairs + 1 = {4 * n + 1}, "

@@ -16,17 +16,24 @@
   static PKM layers. Options that would change its architecture (``--model.d_model``, ...)
   are refused with a message naming them.
 
-A rerun with the same ``--out`` resumes from ``out/checkpoint`` exactly.
+- A recipe: ``--recipe demo`` makes the demo's model and schedule the defaults
+  (:mod:`longpos.train.recipes`).
+
+The vocabulary follows the data unless ``--model.vocab_size`` is given (from scratch). A
+rerun with the same ``--out`` and options resumes from ``out/checkpoint`` exactly and says
+so; other options on an existing run are refused, naming the option that differs.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import cast
+from typing import Annotated, cast
 
 import torch
+import tyro
 
 from longpos.config import ModelConfig
 from longpos.train.config import TrainConfig
@@ -40,6 +47,9 @@ class TrainArgs:
     """Output folder (config.json, metrics.jsonl, checkpoint/, model/)."""
     preset: str | None = None
     """Model preset (tiny, small, 1b) whose values become the --model.* defaults."""
+    recipe: str | None = None
+    """A known-good run whose model and training options become the defaults: demo (the
+    demo's model and schedule on its mqar task; learns in minutes on a CPU)."""
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     init_from: str | None = None
@@ -54,7 +64,10 @@ class TrainArgs:
     parallel: str = "ddp"
     """Under torchrun: ddp | fsdp."""
     resume: bool = True
-    """Resume from out/checkpoint when it exists."""
+    """Resume from out/checkpoint when it exists (with the same options); --no-resume starts
+    over in --out."""
+    vocab_size_given: Annotated[bool, tyro.conf.Suppress] = False
+    """Set by the command line when --model.vocab_size was given (else it follows the data)."""
 
 
 def build_model(args: TrainArgs) -> tuple[torch.nn.Module, list[str]]:
@@ -121,21 +134,30 @@ def hf_text_source(args: TrainArgs):
 
 
 def run(args: TrainArgs) -> dict:
+    from longpos.train.data import build_source
     from longpos.train.loop import Trainer
 
+    source = None
+    if args.hf_model is not None:
+        source = hf_text_source(args)
+    else:
+        source = build_source(args.train.data, args.train.seed)
+        if args.init_from is None and not args.vocab_size_given:
+            # From scratch the vocabulary follows the data unless --model.vocab_size is given.
+            if args.model.vocab_size != source.vocab_size:
+                print(f"model.vocab_size = {source.vocab_size} (the data's token ids; "
+                      "--model.vocab_size sets it)")  # fmt: skip
+            args.model = dataclasses.replace(args.model, vocab_size=source.vocab_size)
     model, fresh = build_model(args)
     if fresh:
         print(f"initialised {len(fresh)} new weight tensors: {', '.join(fresh[:6])}"
               + (" ..." if len(fresh) > 6 else ""))  # fmt: skip
-    source = None
-    if args.hf_model is not None:
-        source = hf_text_source(args)
     trainer = Trainer(
         model, args.train, args.out, source=source, parallel=args.parallel,
         source_folder=args.hf_model,
     )  # fmt: skip
-    result = trainer.fit(resume=args.resume)
-    if trainer.ctx.is_main:
+    result = trainer.fit(resume=args.resume, verbose=True)
+    if trainer.ctx.is_main and not result.get("already_done"):
         print(json.dumps(result["eval"], indent=2))
         print(f"model written to {Path(args.out) / 'model'}")
     return result

@@ -96,15 +96,25 @@ class Trainer:
     ):
         self.cfg = cfg
         self.out = Path(out_dir)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
         self.ctx = distributed.setup(cfg.device)
         self.device = self.ctx.device
         self.source = source or build_source(cfg.data, cfg.seed)
         if self.source.vocab_size > model_io.vocab_size(model):
             raise ValueError(
                 f"the data uses {self.source.vocab_size} token ids but model.vocab_size="
-                f"{model_io.vocab_size(model)}: set --model.vocab_size {self.source.vocab_size}"
+                f"{model_io.vocab_size(model)}: set --model.vocab_size {self.source.vocab_size} "
+                "(or leave it unset to follow the data), or pick task options with fewer "
+                "symbols (--train.data.options)"
             )
         self.source_folder = source_folder
+        from longpos.train.limits import check_train_memory
+
+        check_train_memory(
+            cast(Any, model).config, sum(p.numel() for p in model.parameters()),
+            max(1, cfg.batch_size // (cfg.grad_accum * self.ctx.world_size)), cfg.seq_len + 1,
+        )  # fmt: skip
         self.model = model.to(self.device)
         self.wrapped = distributed.wrap(self.model, self.ctx, parallel)
         if extra_groups is None:  # memory layers get their own groups unless the caller chose
@@ -180,6 +190,59 @@ class Trainer:
             p.write_text("".join(k + "\n" for k in keep))
 
         atomic_write(path, write)
+
+    def trained_on(self) -> dict[str, Any] | None:
+        """What the data was, stored with the saved model (``longpos eval`` / ``viz`` read it)."""
+        from longpos.train.data import TaskSource, TextSource
+
+        src, cfg = self.source, self.cfg
+        if isinstance(src, TaskSource):
+            return {
+                "kind": "task", "tasks": list(src.tasks), "options": dict(src.options),
+                "task_options": src.task_options, "vocab_size": src.vocab_size,
+                "seq_len": cfg.seq_len,
+            }  # fmt: skip
+        if isinstance(src, TextSource):
+            name = cfg.data.tokenizer if self.source_folder is None else "hf (the folder's own)"
+            return {"kind": "text", "tokenizer": name, "vocab_size": src.vocab_size,
+                    "seq_len": cfg.seq_len}  # fmt: skip
+        return None
+
+    def run_config(self) -> dict[str, Any]:
+        return {
+            "model": cast(Any, self.model).config.to_dict(), "train": self.cfg.to_dict(),
+            "source": self.source_folder, "world_size": self.ctx.world_size,
+        }  # fmt: skip
+
+    def check_same_run(self) -> None:
+        """Refuse to resume a run in ``out`` that was started with other options."""
+        saved = _read_json(self.out / "config.json")
+        if saved is None:
+            return
+        new = json.loads(json.dumps(self.run_config(), default=str))  # as saved on disk
+        # A Hugging Face config also records its own bookkeeping (versions, paths): only a
+        # native model's config is compared; the weights check catches other architectures.
+        parts = ("model", "train") if model_io.is_native(self.model) else ("train",)
+        diffs = [
+            (key, a, b)
+            for part in parts
+            for key, a, b in _differences(saved.get(part) or {}, new[part], part)
+            if key.split(".", 1)[1] not in RESUME_FREE or part != "train"
+        ]
+        if saved.get("source") != new["source"]:
+            diffs.append(("hf-model", saved.get("source"), new["source"]))
+        if not diffs:
+            return
+        key, was, now = diffs[0]
+        others = ", ".join(d[0] for d in diffs[1:4])
+        more = f" (also differs: {others})" if others else ""
+        out = self.out
+        raise ValueError(
+            f"--out {out} holds a run started with {key}={was!r}, this command has "
+            f"{key}={now!r} (--{key}){more}: rerun with the run's own options to resume it, "
+            f"pass --no-resume to start over in {out}, use another --out, or train further from "
+            f"its weights with a new schedule: --init-from {out / 'model'} --out OTHER"
+        )
 
     def log(self, record: dict[str, Any]) -> None:
         if self.ctx.is_main:
@@ -259,19 +322,32 @@ class Trainer:
         return out
 
     # ------------------------------------------------------------ the run
-    def fit(self, resume: bool = True, stop_after: int | None = None) -> dict[str, Any]:
+    def fit(
+        self, resume: bool = True, stop_after: int | None = None, verbose: bool = False
+    ) -> dict[str, Any]:
         """Run to ``cfg.steps`` (or stop early after ``stop_after`` total steps, leaving a
-        resumable checkpoint, as an interrupted run would)."""
+        resumable checkpoint, as an interrupted run would).
+
+        With ``resume``, a checkpoint in ``out`` written with other options is refused
+        (ValueError naming the first option that differs); a finished run is not trained
+        or evaluated again. ``verbose`` prints when a run resumes or was already finished.
+        """
         cfg = self.cfg
         self.out.mkdir(parents=True, exist_ok=True)
+        has_checkpoint = (self.checkpoint_dir() / STATE_FILE).is_file()
+        if resume and has_checkpoint:
+            self.check_same_run()
         if self.ctx.is_main:
-            atomic_write_json(
-                self.out / "config.json",
-                {"model": cast(Any, self.model).config.to_dict(), "train": cfg.to_dict(),
-             "source": self.source_folder,
-                 "world_size": self.ctx.world_size},
-            )  # fmt: skip
+            atomic_write_json(self.out / "config.json", self.run_config())
         resumed = resume and self.try_resume()
+        say = print if verbose and self.ctx.is_main else (lambda *_: None)
+        if resumed and self.step >= cfg.steps and (self.out / "model" / "config.json").is_file():
+            final = _last_eval(self.out / "metrics.jsonl")
+            say(f"{self.out} already finished ({self.step} of {cfg.steps} steps): nothing to do "
+                "(--no-resume trains it again from scratch)")  # fmt: skip
+            return {"last": {}, "eval": final or {}, "resumed": True, "already_done": True}
+        if resumed:
+            say(f"resuming from step {self.step} of {cfg.steps} ({self.checkpoint_dir()})")
         if not resumed and self.ctx.is_main:
             (self.out / "metrics.jsonl").unlink(missing_ok=True)
         bar = tqdm(
@@ -295,8 +371,7 @@ class Trainer:
                               tokens_per_s=window_tokens / max(elapsed, 1e-9))  # fmt: skip
                 window_start, window_tokens = time.perf_counter(), 0
                 self.log(record)
-                bar.set_postfix(loss=f"{record['loss']:.3f}",
-                                tok_s=f"{record['tokens_per_s']:.0f}")  # fmt: skip
+                bar.set_postfix(_bar_fields(record))
             last = record
             if cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < cfg.steps:
                 self.log({"step": self.step, **self.evaluate()})
@@ -308,12 +383,57 @@ class Trainer:
         self.save_checkpoint()
         state = distributed.full_model_state(self.wrapped, self.ctx)  # every rank takes part
         if self.ctx.is_main:
-            model_io.save(self.model, state, self.out / "model", self.source_folder)
+            model_io.save(
+                self.model, state, self.out / "model", self.source_folder, self.trained_on()
+            )
         return {"last": last, "eval": final_eval, "resumed": resumed}
+
+
+RESUME_FREE = frozenset({"progress", "device", "threads", "save_every", "log_every", "eval_every"})
+"""Training options a resumed run may change: they do not change what it computes."""
+
+
+def _bar_fields(record: dict[str, Any]) -> dict[str, str]:
+    """The progress bar's fields: the plain next-token loss over all positions (nats), the
+    answer accuracy on training batches (task data), tokens per second."""
+    out = {"next_token_loss": f"{record['lm_loss']:.3f}"}
+    if "answer_acc" in record:
+        out["answer_acc"] = f"{100 * record['answer_acc']:.0f}%"
+    out["tok/s"] = f"{record['tokens_per_s']:.0f}"
+    return out
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _differences(old: dict[str, Any], new: dict[str, Any], prefix: str):
+    """(dotted key, old value, new value) for every leaf that differs."""
+    for key in sorted(set(old) | set(new), key=str):
+        a, b = old.get(key), new.get(key)
+        name = f"{prefix}.{key}"
+        if isinstance(a, dict) and isinstance(b, dict):
+            yield from _differences(a, b, name)
+        elif a != b and not (isinstance(a, list | tuple) and list(a) == list(b or [])):
+            yield name, a, b
+
+
+def _last_eval(path: Path) -> dict[str, Any] | None:
+    if not path.exists():
+        return None
+    rows = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+    evals = [r for r in rows if "eval_lm_loss" in r]
+    return evals[-1] if evals else None
 
 
 def train(model: torch.nn.Module, cfg: TrainConfig, out_dir: str | Path, **kwargs: Any) -> dict:
     """Train (resuming from ``out_dir/checkpoint`` if present); returns final metrics."""
     resume = kwargs.pop("resume", True)
     stop_after = kwargs.pop("stop_after", None)
-    return Trainer(model, cfg, out_dir, **kwargs).fit(resume=resume, stop_after=stop_after)
+    verbose = kwargs.pop("verbose", False)
+    trainer = Trainer(model, cfg, out_dir, **kwargs)
+    return trainer.fit(resume=resume, stop_after=stop_after, verbose=verbose)

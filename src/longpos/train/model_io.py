@@ -30,17 +30,27 @@ def vocab_size(model: torch.nn.Module) -> int:
     return int(cast(Any, model).config.vocab_size)
 
 
+TRAINED_ON_FILE = "longpos_trained_on.json"
+"""Next to a Hugging Face model's weights: what it was trained on (native models keep it in
+``config.json``'s ``extra``)."""
+
+
 def save(model: torch.nn.Module, state: dict[str, torch.Tensor], folder: Path,
-         source: str | None = None) -> None:  # fmt: skip
-    """Write ``state`` (full, unsharded) as a loadable model folder."""
+         source: str | None = None, trained_on: dict[str, Any] | None = None) -> None:  # fmt: skip
+    """Write ``state`` (full, unsharded) as a loadable model folder; ``trained_on`` (what the
+    data was: tasks and options, or the tokenizer) is stored with it."""
     if is_native(model):
         from longpos.checkpoint import save_model
 
         snapshot = LongposLM(cast(LongposLM, model).config)
         snapshot.load_state_dict(state)
-        save_model(snapshot, folder)
+        save_model(snapshot, folder, extra={"trained_on": trained_on} if trained_on else None)
         return
     cast(Any, model).save_pretrained(str(folder), state_dict=state)
+    if trained_on:
+        from longpos.io import atomic_write_json
+
+        atomic_write_json(Path(folder) / TRAINED_ON_FILE, trained_on)
     if source is not None:
         for name in TOKENIZER_FILES:
             if (Path(source) / name).is_file():

@@ -65,6 +65,10 @@ svg text { font: 11px system-ui, sans-serif; fill: var(--muted); }
 .axis { stroke: #9aa3ab; stroke-width: 1; }
 .grid { stroke: #eef0f2; stroke-width: 1; }
 .ref { stroke: #b9c0c7; stroke-dasharray: 4 4; stroke-width: 1; }
+.fit { stroke: #c0392b; stroke-width: 1.5; stroke-opacity: 0.7; }
+.qline { stroke: var(--query); stroke-width: 1.5; stroke-dasharray: 2 3; }
+.qlabel { fill: var(--query); font-weight: 600; }
+#scale { font-size: 0.82rem; color: var(--muted); }
 @media (max-width: 600px) {
   body { font-size: 14px; }
   header, main { padding-left: 8px; padding-right: 8px; }
@@ -83,7 +87,9 @@ svg text { font: 11px system-ui, sans-serif; fill: var(--muted); }
     <label>Head <select id="head" data-testid="head"></select></label>
     <button id="focus" type="button" aria-pressed="false" data-testid="focus"
             title="Zoom the position axis to the inliers (1.5 x IQR rule)">Focus</button>
-    <label><input type="checkbox" id="ref" checked> y = x</label>
+    <label title="Least-squares line through the points of this head; its slope is how far the
+position moves per token (1: like RoPE's index; 0: position does not grow with distance)"><input
+type="checkbox" id="ref" checked> trend line</label>
     <span class="meta" id="yrange" data-testid="yrange"></span>
   </div>
   <div id="plot-wrap">
@@ -92,6 +98,7 @@ svg text { font: 11px system-ui, sans-serif; fill: var(--muted); }
   </div>
   <div id="side">
     <div class="panel" id="stats"></div>
+    <div class="panel" id="scale" data-testid="scale"></div>
     <div class="panel" id="info" data-testid="info">Click a token or a point.</div>
   </div>
   <div id="tokens" data-testid="tokens" aria-label="context tokens"></div>
@@ -160,6 +167,19 @@ svg text { font: 11px system-ui, sans-serif; fill: var(--muted); }
     return out;
   }
 
+  function fitLine(v) {  // least squares y = a + b x over all tokens
+    var n = v.length, mx = (n - 1) / 2, my = 0, sxy = 0, sxx = 0;
+    for (var i = 0; i < n; i++) my += v[i];
+    my /= n;
+    for (var j = 0; j < n; j++) { sxy += (j - mx) * (v[j] - my); sxx += (j - mx) * (j - mx); }
+    var b = sxx > 0 ? sxy / sxx : 0;
+    return {a: my - b * mx, b: b};
+  }
+  function queryIndex() {  // the last query token: where the answer is predicted from
+    var q = D.marks.query || [];
+    return q.length ? q[q.length - 1] : null;
+  }
+
   function buildControls() {
     var ls = $("layer");
     D.layers.forEach(function (L, i) {
@@ -189,6 +209,15 @@ svg text { font: 11px system-ui, sans-serif; fill: var(--muted); }
              esc(it[0].replace("_", " ")) + "</span>";
     }).join("") + "<span>hollow: outside the focus range</span>";
     $("meta").textContent = D.subtitle || "";
+    $("scale").innerHTML = "<b>Position scale.</b> y is the position a layer rotates queries and " +
+      "keys by, in token units: RoPE and NoPE layers use the token index (0 \u2026 " + (T - 1) +
+      "); RePo's learned positions are on the same scale (two tokens whose positions differ by 1 " +
+      "are rotated as if one token apart), so a narrow range means RePo packs the context " +
+      "closer than its index." + (D.train_length ? " Training length: " + D.train_length +
+      " tokens." : "") + " The red line is the least-squares trend (its slope: position per " +
+      "token); the dashed grey y = x line (the index) is drawn when it fits the view." +
+      (queryIndex() !== null ? " The purple line marks the query token (#" + queryIndex() +
+      "), where the answer is predicted." : "");
   }
   function buildHeads() {
     var hs = $("head"), L = D.layers[state.layer];
@@ -247,9 +276,22 @@ svg text { font: 11px system-ui, sans-serif; fill: var(--muted); }
     out.push('<text x="' + (m.l + pw / 2) + '" y="' + (H - 6) + '" text-anchor="middle">token index</text>');
     out.push('<text transform="translate(12,' + (m.t + ph / 2) + ') rotate(-90)" text-anchor="middle">' +
              "assigned position</text>");
+    var fit = fitLine(v);
     if (state.ref) {
-      out.push('<line class="ref" clip-path="url(#pa)" x1="' + sx(x0) + '" y1="' + sy(x0) +
-               '" x2="' + sx(x1) + '" y2="' + sy(x1) + '"/>');
+      if (yr[1] - yr[0] >= 0.5 * (x1 - x0)) {  // y = x is only informative at the index's scale
+        out.push('<line class="ref" clip-path="url(#pa)" x1="' + sx(x0) + '" y1="' + sy(x0) +
+                 '" x2="' + sx(x1) + '" y2="' + sy(x1) + '"/>');
+      }
+      out.push('<line class="fit" data-testid="fit" clip-path="url(#pa)" x1="' + sx(x0) +
+               '" y1="' + sy(fit.a + fit.b * x0) + '" x2="' + sx(x1) + '" y2="' +
+               sy(fit.a + fit.b * x1) + '"><title>trend: ' + fmt(fit.a) + " + " + fmt(fit.b) +
+               " \u00d7 index</title></line>");
+    }
+    var qi = queryIndex();
+    if (qi !== null) {
+      out.push('<line class="qline" data-testid="query-line" x1="' + sx(qi) + '" x2="' + sx(qi) +
+               '" y1="' + m.t + '" y2="' + (m.t + ph) + '"/><text class="qlabel" x="' +
+               (sx(qi) - 4) + '" y="' + (m.t + 12) + '" text-anchor="end">query</text>');
     }
     var r = T > 1500 ? 1.8 : T > 400 ? 2.6 : 3.6, pts = [], last = [];
     for (var i = 0; i < T; i++) {
@@ -280,6 +322,7 @@ svg text { font: 11px system-ui, sans-serif; fill: var(--muted); }
       (L.heads ? ", " + esc(L.head_label || "head") + " " + state.head : ", integer index") +
       "<br>span (max \u2212 min): " + fmt(s[s.length - 1] - s[0]) +
       "<br>min " + fmt(s[0]) + ", median " + fmt(quantile(s, 0.5)) + ", max " + fmt(s[s.length - 1]) +
+      "<br>trend: " + fmt(fit.b) + " position per token (index: 1)" +
       "<br>" + T + " tokens";
     showInfo();
   }

@@ -5,7 +5,10 @@ index against assigned position, per layer and head (``spec/repo.md`` section 6)
 written by :func:`write_position_viewer` shows
 
 - a scatter of token index (x) against the position the layer assigned (y) for the layer
-  and head chosen in two drop-downs, with a faint y = x reference line;
+  and head chosen in two drop-downs, with the least-squares trend line of that head (its
+  slope: position per token, 1 for RoPE's index) and the y = x line when the view is at the
+  index's scale, a note explaining the position scale, and the query token (where the answer
+  is predicted) marked by a vertical line;
 - the context tokens as a strip; clicking a token or a point highlights it (and its two
   neighbours on each side) in both, and lists their text and positions;
 - a *focus* mode that zooms the position axis to the inliers by the 1.5 x IQR rule
@@ -21,6 +24,7 @@ written JavaScript, inline SVG) is inside the file; the page makes no network re
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import json
 import math
@@ -79,6 +83,8 @@ def sample_marks(sample: Any) -> dict[str, list[int]]:
     ctx = (getattr(sample, "meta", None) or {}).get("context_token_span")
     if ctx and 0 <= int(ctx[1]) < n:
         marks.setdefault("query", set()).update(range(int(ctx[1]), n))
+    if n and not marks.get("query"):  # e.g. MQAR: the prompt ends with the asked key
+        marks["query"] = {n - 1}
     return {role: sorted(idx) for role, idx in marks.items()}
 
 
@@ -240,6 +246,7 @@ def viewer_data(
         "layers": layers,
         "default_layer": default,
         "separate_tokens": separate,
+        "train_length": _train_length(model),
         "task": None
         if sample is None
         else {
@@ -251,6 +258,12 @@ def viewer_data(
             "seed": sample.seed,
         },
     }
+
+
+def _train_length(model: Any) -> int | None:
+    """The model's training length, shown on the page's position-scale note."""
+    length = getattr(getattr(model, "config", None), "max_seq_len", None)
+    return int(length) if isinstance(length, int) else None
 
 
 def render_viewer_html(data: Mapping[str, Any]) -> str:
@@ -362,43 +375,38 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 def model_vocabulary(folder: str | Path, vocab_size: int) -> dict[str, Any]:
     """What the ids of a saved longpos model mean: ``{"kind": "symbolic", "options": {...}}``
-    or ``{"kind": "text", "tokenizer": name}``, with ``"source"`` saying how it was found.
+    (with ``"task_options"`` per trained task when known) or ``{"kind": "text", "tokenizer":
+    name}``, with ``"source"`` saying how it was found.
 
-    Looked up in the checkpoint's ``extra`` metadata, then in the training run's
-    ``config.json`` next to the model folder (``run/model``, ``run/checkpoint``); a model
-    without either is taken as symbolic unless its vocabulary is exactly the byte
-    tokenizer's (259).
+    Read with :func:`longpos.checkpoint.trained_on` (the checkpoint's metadata, else the
+    training run's ``config.json`` next to the model folder); older checkpoints with
+    ``extra["tokenizer"]`` / ``extra["data"]`` are read too. A model without any is taken as
+    symbolic unless its vocabulary is exactly the byte tokenizer's (259).
     """
+    from longpos.checkpoint import data_description, trained_on
+
     folder = Path(folder)
-    meta = _read_json(folder / "config.json") or {}
-    extra = meta.get("extra") or {}
-    if isinstance(extra, dict):
+    extra = (_read_json(folder / "config.json") or {}).get("extra") or {}
+    info = trained_on(folder)
+    source = "checkpoint" if isinstance(extra, dict) and "trained_on" in extra else str(
+        folder.parent / "config.json")  # fmt: skip
+    if info is None and isinstance(extra, dict):
         if extra.get("tokenizer"):
             return {"kind": "text", "tokenizer": extra["tokenizer"], "source": "checkpoint"}
-        data = extra.get("data")
-        if isinstance(data, dict) and data.get("kind") in ("task", "text"):
-            return _from_data_config(data, "checkpoint")
-    for parent in (folder.parent, folder.parent.parent):
-        run = _read_json(parent / "config.json") or {}
-        data = (run.get("train") or {}).get("data") if isinstance(run.get("train"), dict) else None
-        if isinstance(data, dict) and data.get("kind") in ("task", "text"):
-            return _from_data_config(data, str(parent / "config.json"))
+        if isinstance(extra.get("data"), dict):
+            info, source = data_description(extra["data"], None), "checkpoint"
+    if info is not None and info.get("kind") == "text":
+        return {"kind": "text", "tokenizer": info.get("tokenizer") or "byte", "source": source}
+    if info is not None and info.get("kind") == "task":
+        options = dict(info.get("options") or {})
+        keep = {k: options[k] for k in ("num_symbols",) if k in options}
+        return {"kind": "symbolic", "options": keep, "source": source,
+                "task_options": dict(info.get("task_options") or {}),
+                "tasks": list(info.get("tasks") or []), "all_options": options,
+                "seq_len": info.get("seq_len")}  # fmt: skip
     if vocab_size == 259:
         return {"kind": "text", "tokenizer": "byte", "source": "vocab_size"}
     return {"kind": "symbolic", "options": {}, "source": "default"}
-
-
-def _from_data_config(data: dict[str, Any], source: str) -> dict[str, Any]:
-    if data.get("kind") == "text":
-        return {"kind": "text", "tokenizer": data.get("tokenizer") or "byte", "source": source}
-    options = data.get("options") or {}
-    if isinstance(options, str):
-        try:
-            options = json.loads(options)
-        except ValueError:
-            options = {}
-    keep = {k: options[k] for k in ("num_symbols",) if k in options}
-    return {"kind": "symbolic", "options": keep, "source": source}
 
 
 def _load_any_model(model_path: str) -> tuple[Any, dict[str, Any], str]:
@@ -417,6 +425,11 @@ def _load_any_model(model_path: str) -> tuple[Any, dict[str, Any], str]:
         plan = ",".join(cfg.layer_plan())
         desc = f"{folder.name}: plan {plan}, {cfg.n_layers} layers x {cfg.n_heads} heads"
         return model, vocab, desc
+    from longpos.checkpoint import not_a_model_hint
+
+    hint = not_a_model_hint(folder)
+    if hint:
+        raise ValueError(f"--model {model_path} is not a model folder{hint}")
     if not (folder / CONFIG_FILE).is_file():
         raise ValueError(
             f"{folder} is neither a longpos checkpoint nor a Hugging Face model folder "
@@ -458,9 +471,22 @@ def viz_positions_command(
         raise ValueError("--length goes with --task; a --text input is shown whole")
     if not str(out).endswith((".html", ".htm")):
         raise ValueError(f"--out {out}: the viewer is an HTML file; use a .html name")
+    if text is not None:
+        text = _text_argument(text)
     model, vocab, desc = _load_any_model(model_path)
     vocab_size = getattr(getattr(model, "config", None), "vocab_size", None)
     tok: Any = None
+    if length is not None:
+        from longpos.train.limits import check_eval_memory
+
+        if length <= 0:
+            raise ValueError(f"--length must be positive, got {length}")
+        if length > MAX_VIEWER_TOKENS:
+            raise ValueError(
+                f"--length {length}: the viewer draws one point per token and shows at most "
+                f"{MAX_VIEWER_TOKENS}; pick a shorter sample"
+            )
+        check_eval_memory(model.config, length, vocab["kind"] == "text")
     if text is not None:
         if vocab["kind"] == "symbolic":
             why = (
@@ -487,11 +513,17 @@ def viz_positions_command(
             model, ids, out, tokenizer=tok, max_tokens=None,
             title="Assigned positions: text", subtitle=desc + note,
         )  # fmt: skip
-    from longpos.tasks.base import generate_sample
+    from longpos.tasks.base import generate_sample, get_task
 
     assert task is not None and length is not None
     if vocab["kind"] == "symbolic":
+        trained = vocab.get("task_options") or {}
         options = dict(vocab.get("options") or {})
+        if task in trained:
+            options = dict(trained[task])
+        elif task in (vocab.get("tasks") or []):  # older metadata: one shared dict
+            names = {f.name for f in dataclasses.fields(get_task(task).config_cls)}
+            options = {k: v for k, v in (vocab.get("all_options") or {}).items() if k in names}
         if "num_symbols" not in options and vocab_size is not None:
             options["num_symbols"] = max(8, min(512, vocab_size - 16))
         sample = generate_sample(task, length, seed=seed, level="token", **options)
@@ -507,6 +539,34 @@ def viz_positions_command(
         title=f"Assigned positions: {task} ({sample.level} level, {sample.length} tokens)",
         subtitle=f"{desc}; seed {seed}{depth}; answer {', '.join(sample.answers)}",
     )  # fmt: skip
+
+
+MAX_VIEWER_TOKENS = 16384
+"""The longest task sample ``viz positions --length`` draws (the page has one point per token)."""
+
+
+def _text_argument(text: str) -> str:
+    """``--text``: the text itself, or the contents of the UTF-8 file it names."""
+    path = Path(text) if len(text) < 4096 and "\n" not in text else None
+    if path is not None and path.is_file():
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValueError(
+                f"--text {path}: the file is not UTF-8 text (byte {exc.object[exc.start]:#04x} "
+                f"at offset {exc.start}); convert it to UTF-8"
+            ) from None
+        print(f"--text: reading the file {path} ({len(text)} characters)")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        bad = text[exc.start]
+        shown = f"{ord(bad) - 0xDC00:#04x}" if 0xDC80 <= ord(bad) <= 0xDCFF else repr(bad)
+        raise ValueError(
+            f"--text is not valid UTF-8 (byte {shown} at character {exc.start}): pass UTF-8 "
+            "text, or the name of a UTF-8 file"
+        ) from None
+    return text
 
 
 def _check_ids(ids: Sequence[int], vocab_size: int | None, model_path: str) -> None:
