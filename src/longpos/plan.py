@@ -11,6 +11,9 @@ Plans:
 - ``r2n1`` / ``n2r1``: in each group of three layers, 2 RoPE + 1 NoPE (NoPE at
   l % 3 == 2) or 2 NoPE + 1 RoPE (RoPE at l % 3 == 2);
 - ``repo``: RoPE in layers [0, start) and RePo in [start, L), start = L // 3 by default;
+- ``nope_every_K``: RoPE, with NoPE in every K-th layer (layers K-1, 2K-1, ...; SmolLM3 uses
+  K = 4); ``nope_every_K_temp``: the same with Llama 4's log-length query temperature in the
+  NoPE layers (technique ``nope_temp``);
 - any other registered technique's name: that technique in every layer;
 - an explicit comma-separated list with one registered technique per layer, e.g.
   ``rope,nope,repo,repo`` (``longpos.positions.techniques.TECHNIQUE_NAMES``).
@@ -18,6 +21,7 @@ Plans:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -27,7 +31,16 @@ from longpos.positions.repo import RePoConfig
 from longpos.positions.techniques import TECHNIQUE_NAMES
 from longpos.positions.temperature import TemperatureConfig
 
-PLAN_PRESETS: tuple[str, ...] = ("rope", "nope", "r2n1", "n2r1", "repo")
+PLAN_PRESETS: tuple[str, ...] = (
+    "rope",
+    "nope",
+    "r2n1",
+    "n2r1",
+    "repo",
+    "nope_every_K",
+    "nope_every_K_temp",
+)
+NOPE_EVERY = re.compile(r"nope_every_(\d+)(_temp)?")
 QK_NORMS: tuple[str, ...] = ("none", "q", "k", "qk")
 """RMSNorm on queries and/or keys (a backbone option; DroPE may add them)."""
 
@@ -108,6 +121,13 @@ def resolve_plan(plan: str, n_layers: int, repo_start: int) -> list[str]:
         return ["rope" if i % 3 == 2 else "nope" for i in range(n_layers)]
     if name == "repo":
         return ["rope" if i < repo_start else "repo" for i in range(n_layers)]
+    every = NOPE_EVERY.fullmatch(name)
+    if every:
+        k = int(every.group(1))
+        if k < 1:
+            raise ValueError(f"plan={plan!r}: K must be >= 1 in nope_every_K")
+        nope = "nope_temp" if every.group(2) else "nope"
+        return [nope if (i + 1) % k == 0 else "rope" for i in range(n_layers)]
     if name in TECHNIQUE_NAMES:  # any other technique: in every layer
         return [name] * n_layers
     items = [p.strip() for p in name.split(",")]

@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from longpos.positions.query_temperature import QueryTemperatureNoPE
 from longpos.positions.repo import RePoAssigner, RePoConfig
 from longpos.positions.rope import (
     IndexAssigner,
@@ -95,6 +96,12 @@ TECHNIQUE_LIST: tuple[Technique, ...] = (
     Technique("nope", "integer index + no positional encoding", _nope),
     Technique("repo", "RePo: learned real position per KV head + RoPE", _repo, "repo", RePoConfig),
     Technique("xpos", "integer index + xPos (RoPE with a decay over distance)", _xpos),
+    Technique(
+        "nope_temp",
+        "integer index + NoPE, queries scaled by Llama 4's log-length temperature",
+        lambda shape, options: (IndexAssigner(), QueryTemperatureNoPE()),
+        converts_pretrained=False,  # Llama 4 trains it from scratch; no conversion described
+    ),  # fmt: skip
 )
 TECHNIQUES: dict[str, Technique] = {t.name: t for t in TECHNIQUE_LIST}
 TECHNIQUE_NAMES: tuple[str, ...] = tuple(TECHNIQUES)
