@@ -123,6 +123,9 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
                       "each token."),
     "report": ("longpos.cli", "ReportArgs", "run_report",
                "Turn evaluation folders of several models into report.md with tables and plots."),
+    "export-lm-eval": ("longpos.eval.lm_eval_export", "ExportLMEvalArgs", "run",
+                       "Export tasks of the suite as an lm-evaluation-harness task folder "
+                       "(--include_path)."),
     "convert": ("longpos.hf.convert_command", "ConvertArgs", "run",
                 "Write a released RePo / DroPE reference checkpoint once as a longpos Hugging Face "
                 "folder."),
