@@ -81,6 +81,8 @@ class KVCache:
         self.keys: list[torch.Tensor | None] = [None] * n_layers
         self.values: list[torch.Tensor | None] = [None] * n_layers
         self.memory: list[FwPKMState | None] = [None] * n_layers
+        self.key_index: torch.Tensor | None = None
+        """(B, T_past) integer positions of the cached tokens (for logit biases)."""
         self._length = 0
 
     @property
@@ -102,6 +104,16 @@ class KVCache:
         """Called once per forward, after every layer has appended its keys."""
         self._length += n_tokens
 
+    def select(self, rows: torch.Tensor) -> KVCache:
+        """Keep (or reorder, or repeat) the batch rows ``rows (B',)`` of everything cached:
+        keys, values, key positions and FwPKM states (beam search, dropping finished rows)."""
+        self.keys = [k.index_select(0, rows) if k is not None else None for k in self.keys]
+        self.values = [v.index_select(0, rows) if v is not None else None for v in self.values]
+        self.memory = [s.select(rows) if s is not None else None for s in self.memory]
+        if self.key_index is not None:
+            self.key_index = self.key_index.index_select(0, rows)
+        return self
+
 
 @dataclass
 class LMOutput:
@@ -119,8 +131,30 @@ class LMOutput:
     model has no FwPKM layer)."""
 
 
+@dataclass
+class ForwardContext:
+    """What every block of one forward shares."""
+
+    index: torch.Tensor
+    """(B, T) integer positions of this forward's tokens."""
+    key_index: torch.Tensor
+    """(B, T_past + T) integer positions of every key: the cached tokens', then these."""
+    key_padding: torch.Tensor | None = None
+    """(B, T_past + T) bool, True for real tokens (None: no padding)."""
+    window: int | None = None
+    """Sliding-window attention over the last ``window`` keys (FwPKM's pSWA in training)."""
+    rotation: IndexRotation | None = None
+    """The model's integer RoPE with this forward's shared tables."""
+    return_attention: bool = False
+    """Also return the attention probabilities."""
+
+
 class Attention(nn.Module):
-    """Grouped-query causal self-attention with an injected assigner and encoding."""
+    """Grouped-query causal self-attention with an injected assigner and encoding.
+
+    An encoding may also add a bias to the attention logits (ALiBi and the other
+    additive-bias techniques): ``encoding.logit_bias(index (B, T), key_index (B, T_k))`` returns
+    ``(B | 1, H, T, T_k)`` float32, added to the scaled scores inside the causal mask."""
 
     def __init__(
         self,
@@ -151,25 +185,17 @@ class Attention(nn.Module):
         self.train_length = cfg.temperature.resolved_train_length(cfg.max_seq_len)
 
     def forward(
-        self,
-        x: torch.Tensor,
-        index: torch.Tensor,
-        cache: KVCache | None = None,
-        key_padding: torch.Tensor | None = None,
-        return_attention: bool = False,
-        window: int | None = None,
-        index_rotation: IndexRotation | None = None,
+        self, x: torch.Tensor, ctx: ForwardContext, cache: KVCache | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """x: (B, T, C) normalised input; index: (B, T) integer positions;
-        key_padding: (B, T_past + T) bool, True for real tokens; window: sliding-window
-        attention over the last ``window`` keys (FwPKM's pSWA in training; None = full);
-        index_rotation: the model's integer RoPE with this forward's shared tables.
+        """x: (B, T, C) normalised input; ``ctx``: this forward's positions, padding, window
+        and shared RoPE tables (:class:`ForwardContext`).
 
         Returns the output (B, T, C), the assigned positions and, on request, the
         attention probabilities (B, H, T, T_past + T).
         """
         bsz, seq, _ = x.shape
         past = cache.length if cache is not None else 0
+        index = ctx.index
         q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)  # (B, T, H*D), (B, T, H_kv*D)
         if self.norm_full_width:
             q = self.q_norm(q) if self.q_norm is not None else q
@@ -181,14 +207,21 @@ class Attention(nn.Module):
             q = self.q_norm(q) if self.q_norm is not None else q
             k = self.k_norm(k) if self.k_norm is not None else k
         q, k, positions = apply_positions(
-            self.assigner, self.encoding, x, q, k, index, index_rotation
+            self.assigner, self.encoding, x, q, k, index, ctx.rotation
         )
         q, beta = self.temperature.scale_queries(q, index, self.train_length)  # DroPE's beta
         if cache is not None:
             k, v = cache.update(self.layer_idx, k, v)  # (B, H_kv, T_past + T, D)
         scale = beta / math.sqrt(self.head_dim)
-        mask = causal_mask(seq, past, key_padding, x.device, window)
-        if return_attention:
+        logit_bias = getattr(self.encoding, "logit_bias", None)
+        if logit_bias is None:
+            mask = causal_mask(seq, past, ctx.key_padding, x.device, ctx.window)
+        else:  # an additive bias inside the causal mask: (B | 1, H, T, T_past + T)
+            allowed = causal_mask(seq, past, ctx.key_padding, x.device, ctx.window, always=True)
+            assert allowed is not None  # always=True
+            bias = logit_bias(index, ctx.key_index).to(q.dtype)
+            mask = bias.masked_fill(~allowed, float("-inf"))
+        if ctx.return_attention:
             out, probs = eager_attention(q, k, v, mask, scale)
         else:
             probs = None
@@ -211,6 +244,7 @@ def causal_mask(
     key_padding: torch.Tensor | None,
     device: torch.device,
     window: int | None = None,
+    always: bool = False,
 ) -> torch.Tensor | None:
     """Boolean mask (B or 1, 1, T, T_past + T), True = may attend; None = plain causal.
 
@@ -218,7 +252,7 @@ def causal_mask(
     with a sliding window). With no cache, no padding and no window, None lets SDPA use its
     fused causal path.
     """
-    if key_padding is None and window is None and (past == 0 or seq == 1):
+    if not always and key_padding is None and window is None and (past == 0 or seq == 1):
         return None
     q_pos = torch.arange(past, past + seq, device=device)[:, None]  # (T, 1)
     k_pos = torch.arange(past + seq, device=device)[None, :]  # (1, T_past + T)
@@ -244,7 +278,10 @@ def eager_attention(
     if mask is None:
         t_q, t_k = scores.shape[-2:]
         mask = torch.ones(t_q, t_k, dtype=torch.bool, device=q.device).tril(t_k - t_q)
-    scores = scores.masked_fill(~mask, float("-inf"))
+    if mask.dtype == torch.bool:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    else:  # additive: a logit bias with -inf where attention is not allowed
+        scores = scores + mask.to(torch.float32)
     probs = scores.softmax(dim=-1)
     return (probs.to(v.dtype) @ v), probs
 
@@ -274,14 +311,10 @@ class Block(nn.Module):
     def forward(
         self,
         x: torch.Tensor,
-        index: torch.Tensor,
+        ctx: ForwardContext,
         cache: KVCache | None,
-        key_padding: torch.Tensor | None,
-        return_attention: bool,
         memory: list[FwPKMState | None] | None = None,
         memory_writes: str = "chunked",
-        window: int | None = None,
-        index_rotation: IndexRotation | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """``memory``: per-layer FwPKM states, read and replaced in place for this layer."""
         if self.fwpkm is not None:  # FwPKM: its own gated residual sub-block before the mixer
@@ -291,9 +324,7 @@ class Block(nn.Module):
             if memory is not None:
                 memory[layer] = state
             x = x + y
-        attn_out, positions, probs = self.attn(
-            self.attn_norm(x), index, cache, key_padding, return_attention, window, index_rotation
-        )
+        attn_out, positions, probs = self.attn(self.attn_norm(x), ctx, cache)
         x = x + attn_out
         if self.pkm is None:
             x = x + self.mlp(self.mlp_norm(x))
@@ -428,27 +459,28 @@ class LongposLM(nn.Module):
             and float(torch.rand((), generator=self.pswa_generator)) < pswa
         ):
             window = self.config.memory.window
+        cached_index = cache.key_index if cache is not None else None
+        key_index = index if cached_index is None else torch.cat((cached_index, index), dim=1)
+        ctx = ForwardContext(index, key_index, key_padding, window, rotation, return_attention)
         if memory is not None:
+            reading = ForwardContext(index, index, key_padding, window, rotation)  # no cache
 
             def write_only_pass() -> None:
                 h = x
                 for block in self.blocks:
-                    h, _, _ = block(
-                        h, index, None, key_padding, False, memory, "end", window, rotation
-                    )
+                    h, _, _ = block(h, reading, None, memory, "end")
 
             run_reading_passes(passes, write_only_pass)
         positions, attentions = [], []
         for block in self.blocks:
-            x, pos, probs = block(
-                x, index, cache, key_padding, return_attention, memory, writes, window, rotation,
-            )  # fmt: skip
+            x, pos, probs = block(x, ctx, cache, memory, writes)
             if return_positions:
                 positions.append(pos)
             if probs is not None:
                 attentions.append(probs)
         if cache is not None:
             cache.advance(seq)
+            cache.key_index = key_index
             if memory is not None:
                 cache.memory = memory
         hidden = self.norm(x)

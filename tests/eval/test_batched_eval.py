@@ -33,8 +33,8 @@ MEMORY = {"kind": "fwpkm", "layers": "1", "fwpkm": {"chunk": 8, "d_k": 8, "d_v":
 @pytest.mark.parametrize(
     "plan, cfg",
     [("rope", {}), ("repo", {}), ("r2n1", {}), ("nope", {"temperature": {"c": 0.4, "mode": "dynamic"}}),
-     ("xpos", {}), ("repo", {"memory": MEMORY})],
-    ids=["rope", "repo", "r2n1", "drope-temperature", "xpos", "fwpkm"],
+     ("xpos", {}), ("alibi", {}), ("repo", {"memory": MEMORY})],
+    ids=["rope", "repo", "r2n1", "drope-temperature", "xpos", "alibi", "fwpkm"],
 )  # fmt: skip
 def test_native_batched_predictions_equal_one_by_one(tmp_path, plan, cfg):
     model = native(plan, **cfg)
@@ -49,7 +49,15 @@ def test_text_prompts_of_different_lengths_are_padded_and_still_equal(tmp_path):
     model = LongposEvalModel(tiny_native(plan="repo", vocab_size=259), load_tokenizer("byte"))
     common = dict(seed=1, progress=False, tokens_to_generate=8)
     run_eval(model, ["niah_single_1", "niah_multikey_1"], [700], 6, tmp_path / "one", **common)
-    run_eval(model, ["niah_single_1", "niah_multikey_1"], [700], 6, tmp_path / "many", batch_size=6, **common)
+    run_eval(
+        model,
+        ["niah_single_1", "niah_multikey_1"],
+        [700],
+        6,
+        tmp_path / "many",
+        batch_size=6,
+        **common,
+    )
     assert records(tmp_path / "one") == records(tmp_path / "many")
     prompt_lengths = {
         json.loads(x)["prompt_tokens"]

@@ -143,9 +143,7 @@ def test_state_select_reorders_cached_sequences() -> None:
     x = ids(batch=3)
     _, cache = run_split(model, x, [7])
     order = torch.tensor([2, 0])
-    cache.memory = [s.select(order) if s is not None else None for s in cache.memory]
-    cache.keys = [k.index_select(0, order) for k in cache.keys]
-    cache.values = [v.index_select(0, order) for v in cache.values]
+    cache.select(order)  # keys, values, key positions and fast-weight states
     nxt = ids(batch=3, length=4, seed=5)
     got = model(nxt[order], cache=cache).logits
     ref = model(torch.cat([x, nxt], 1)[order]).logits[:, -4:]

@@ -272,7 +272,7 @@ def test_from_hf_legacy_and_deepseek_forms():
         (
             {"rope_type": "longrope", "short_factor": [1.0], "long_factor": [1.0]},
             None,
-            ["'longrope'", "not supported", "yarn"],
+            ["'longrope'", "missing", "'original_max_position_embeddings'"],
         ),
         ({"rope_type": "su"}, None, ["'su'", "not supported"]),
         ({"rope_type": "proportional", "rope_theta": 1e4}, None, ["'proportional'"]),

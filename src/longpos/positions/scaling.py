@@ -454,8 +454,110 @@ class Llama3Scaling:
         )
 
 
+@dataclass(frozen=True)
+class LongRopeScaling:
+    """LongRoPE (Ding et al., arXiv 2402.13753; transformers ``"longrope"``, Phi-3 / Phi-4):
+    per-frequency rescale factors found by search, ``short_factor`` up to the original length
+    and ``long_factor`` beyond it: inv_freq_i = 1 / (f_i * theta^(2i/D)), and an attention
+    factor sqrt(1 + ln(s) / ln(L)) on cos / sin (s = target / original length).
+
+    Dynamic like transformers': a forward whose positions reach past L uses the long factors
+    for every token it rotates, so cached keys rotated earlier with the short ones differ from
+    a full forward's (the same switch transformers makes; ``spec/baselines.md`` §3)."""
+
+    name: ClassVar[str] = "longrope"
+    hf_type: ClassVar[str] = "longrope"
+    is_dynamic: ClassVar[bool] = True
+
+    short_factor: tuple[float, ...]
+    """Rescale factors (one per frequency, D/2) used up to ``original_length``."""
+    long_factor: tuple[float, ...]
+    """Rescale factors used once the positions pass ``original_length``."""
+    original_length: int
+    """Original (pretraining) context length L (>= 1)."""
+    factor: float = 1.0
+    """Extension factor s = target length / L (>= 1); sets the default attention factor."""
+    attention_factor: float | None = None
+    """Explicit attention factor on cos / sin; None: sqrt(1 + ln(s) / ln(L)) (1 for s <= 1)."""
+
+    def __post_init__(self) -> None:
+        for name in ("short_factor", "long_factor"):
+            values = tuple(float(v) for v in getattr(self, name))
+            if not values or any(not v > 0 for v in values):
+                raise ValueError(f"rope.scaling.{name} must be a non-empty list of numbers > 0")
+            object.__setattr__(self, name, values)
+        if len(self.short_factor) != len(self.long_factor):
+            raise ValueError(
+                f"rope.scaling.short_factor ({len(self.short_factor)}) and long_factor "
+                f"({len(self.long_factor)}) must have one entry per rotary frequency each"
+            )
+        _check_factor(self)
+        _check_original_length(self)
+        if self.attention_factor is not None:
+            _coerce(self, "attention_factor")
+            if not self.attention_factor > 0:
+                raise ValueError(
+                    f"rope.scaling.attention_factor={self.attention_factor} must be > 0"
+                )
+
+    def inv_freq(self, dim: int, theta: float, seq_len: int | None = None) -> torch.Tensor:
+        if len(self.short_factor) != dim // 2:
+            raise ValueError(
+                f"rope.scaling.short_factor has {len(self.short_factor)} entries but the rotary "
+                f"dimension {dim} has {dim // 2} frequencies"
+            )
+        long = seq_len is not None and seq_len > self.original_length
+        factors = torch.tensor(self.long_factor if long else self.short_factor, dtype=torch.float32)
+        exponents = torch.arange(0, dim, 2, dtype=torch.int64).to(torch.float32) / dim
+        return 1.0 / (factors * theta**exponents)
+
+    def effective_attention_factor(self) -> float:
+        if self.attention_factor is not None:
+            return float(self.attention_factor)
+        if self.factor <= 1.0:
+            return 1.0
+        return math.sqrt(1 + math.log(self.factor) / math.log(self.original_length))
+
+    def to_hf(self, theta: float, head_dim: int) -> dict[str, Any]:
+        params: dict[str, Any] = {
+            "rope_type": "longrope",
+            "rope_theta": float(theta),
+            "short_factor": list(self.short_factor),
+            "long_factor": list(self.long_factor),
+            "original_max_position_embeddings": self.original_length,
+            "factor": self.factor,
+        }
+        if self.attention_factor is not None:
+            params["attention_factor"] = self.attention_factor
+        return params
+
+    @classmethod
+    def from_hf(cls, params: dict[str, Any], max_position_embeddings: int | None) -> Self:
+        """Without ``factor``, s = ``max_position_embeddings`` / original length (Phi-3's rule,
+        as transformers applies it)."""
+        required = ("short_factor", "long_factor", "original_max_position_embeddings")
+        _check_hf_keys(cls, params, required, ("factor", "attention_factor"))
+        original = _hf_required(cls, params, "original_max_position_embeddings")
+        factor = params.get("factor")
+        if factor is None:
+            factor = (max_position_embeddings or original) / original
+        return cls(
+            short_factor=tuple(_hf_required(cls, params, "short_factor")),
+            long_factor=tuple(_hf_required(cls, params, "long_factor")),
+            original_length=original,
+            factor=max(1.0, float(factor)),
+            attention_factor=params.get("attention_factor"),
+        )
+
+
 RopeScaling: TypeAlias = (
-    NoScaling | PIScaling | NTKScaling | DynamicNTKScaling | YarnScaling | Llama3Scaling
+    NoScaling
+    | PIScaling
+    | NTKScaling
+    | DynamicNTKScaling
+    | YarnScaling
+    | Llama3Scaling
+    | LongRopeScaling
 )
 """Any one RoPE scaling variant."""
 
@@ -463,8 +565,12 @@ SCALINGS: dict[str, type[RopeScaling]] = {
     cls.name: cls
     for cls in (NoScaling, PIScaling, NTKScaling, DynamicNTKScaling, YarnScaling, Llama3Scaling)
 }
-"""longpos scaling name -> variant class."""
+"""longpos scaling name -> variant class: the scalings a user applies by a factor (``scaled``,
+``eval --scaling``, the CLI)."""
 SCALING_NAMES: tuple[str, ...] = tuple(SCALINGS)
+STORED_SCALINGS: dict[str, type[RopeScaling]] = {**SCALINGS, "longrope": LongRopeScaling}
+"""Every variant a config can hold: also LongRoPE, read from a checkpoint's rope_parameters
+(its factors come from a search, not from one number)."""
 
 HF_ROPE_TYPES: dict[str, type[RopeScaling]] = {
     "default": NoScaling,
@@ -472,6 +578,7 @@ HF_ROPE_TYPES: dict[str, type[RopeScaling]] = {
     "dynamic": DynamicNTKScaling,
     "yarn": YarnScaling,
     "llama3": Llama3Scaling,
+    "longrope": LongRopeScaling,
 }
 """transformers ``rope_type`` -> the variant whose ``from_hf`` reads it."""
 
@@ -537,9 +644,9 @@ def _scaling_from_dict(data: dict[str, Any]) -> RopeScaling:
     if not isinstance(data, dict) or "name" not in data:
         raise ValueError(f"rope.scaling must be a dict with a 'name' key; got {data!r}")
     name = data["name"]
-    if name not in SCALINGS:
-        raise ValueError(f"rope.scaling={name!r} is unknown; allowed: {', '.join(SCALING_NAMES)}")
-    cls = SCALINGS[name]
+    if name not in STORED_SCALINGS:
+        raise ValueError(f"rope.scaling={name!r} is unknown; allowed: {', '.join(STORED_SCALINGS)}")
+    cls = STORED_SCALINGS[name]
     known = _field_names(cls)
     unknown = sorted(set(data) - {"name", *known})
     if unknown:
@@ -593,7 +700,7 @@ class RopeConfig:
             raise ValueError(f"rope.theta={self.theta} must be > 1")
         if not 0 < prf <= 1:
             raise ValueError(f"rope.partial_rotary_factor={prf} must be in (0, 1]")
-        if not isinstance(self.scaling, tuple(SCALINGS.values())):
+        if not isinstance(self.scaling, tuple(STORED_SCALINGS.values())):
             raise ValueError(
                 f"rope.scaling={self.scaling!r} must be one of "
                 f"{', '.join(c.__name__ for c in SCALINGS.values())} "

@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from longpos.positions.alibi import ALiBiEncoding
 from longpos.positions.query_temperature import QueryTemperatureNoPE
 from longpos.positions.repo import RePoAssigner, RePoConfig
 from longpos.positions.rope import (
@@ -101,6 +102,12 @@ TECHNIQUE_LIST: tuple[Technique, ...] = (
         "integer index + NoPE, queries scaled by Llama 4's log-length temperature",
         lambda shape, options: (IndexAssigner(), QueryTemperatureNoPE()),
         converts_pretrained=False,  # Llama 4 trains it from scratch; no conversion described
+    ),  # fmt: skip
+    Technique(
+        "alibi",
+        "integer index + ALiBi (a linear distance penalty per head on the logits)",
+        lambda shape, options: (IndexAssigner(), ALiBiEncoding(shape.n_heads)),
+        converts_pretrained=False,  # trained from scratch in its paper
     ),  # fmt: skip
 )
 TECHNIQUES: dict[str, Technique] = {t.name: t for t in TECHNIQUE_LIST}

@@ -1,0 +1,88 @@
+"""ALiBi (arXiv 2108.12409) through the attention's additive-bias seam: the paper's slopes, a
+loop-over-positions reference for outputs and gradients, causality, cached decoding and left
+padding."""
+
+import math
+
+import pytest
+import torch
+
+from longpos.positions.alibi import ALiBiEncoding, alibi_slopes
+from model_builders import cached_logits, full_logits, tiny_native, token_ids
+
+
+def test_slopes_follow_the_paper():
+    torch.testing.assert_close(alibi_slopes(8), torch.tensor([2.0 ** -(i + 1) for i in range(8)]))
+    four = [2.0 ** -(2 * (i + 1)) for i in range(4)]
+    torch.testing.assert_close(alibi_slopes(4), torch.tensor(four))
+    # 6 heads: the 4 slopes of 4 heads, then every other slope of 8 heads
+    torch.testing.assert_close(alibi_slopes(6), torch.tensor(four + [2.0**-1, 2.0**-3]))
+    with pytest.raises(ValueError):
+        alibi_slopes(0)
+
+
+def naive_attention(q, k, v, slopes, scale):
+    """softmax_j(q_i . k_j * scale - m_h (i - j)) over j <= i, one query at a time."""
+    bsz, heads, seq, dim = q.shape
+    out = torch.zeros_like(q)
+    for b in range(bsz):
+        for h in range(heads):
+            for i in range(seq):
+                logits = torch.stack(
+                    [q[b, h, i] @ k[b, h, j] * scale - slopes[h] * (i - j) for j in range(i + 1)]
+                )
+                weights = logits.softmax(0)
+                out[b, h, i] = sum(weights[j] * v[b, h, j] for j in range(i + 1))
+    return out
+
+
+def test_model_attention_equals_the_loop_reference_with_gradients():
+    model = tiny_native(plan="alibi", n_layers=1).double()
+    attn = model.blocks[0].attn
+    assert isinstance(attn.encoding, ALiBiEncoding)
+    x = torch.randn(2, 9, 32, dtype=torch.float64, requires_grad=True)
+    from longpos.model import ForwardContext
+
+    index = torch.arange(9).expand(2, 9)
+    out, _, _ = attn(x, ForwardContext(index, index))
+    q = attn.q_proj(x).view(2, 9, 4, 8).transpose(1, 2)
+    k = attn.k_proj(x).view(2, 9, 4, 8).transpose(1, 2)
+    v = attn.v_proj(x).view(2, 9, 4, 8).transpose(1, 2)
+    ref = naive_attention(q, k, v, alibi_slopes(4).double(), 1 / math.sqrt(8))
+    ref = attn.o_proj(ref.transpose(1, 2).reshape(2, 9, 32))
+    torch.testing.assert_close(out, ref)
+    g1 = torch.autograd.grad(out.square().sum(), x)[0]
+    g2 = torch.autograd.grad(ref.square().sum(), x)[0]
+    torch.testing.assert_close(g1, g2)
+
+
+def test_causal_cached_and_padded():
+    model = tiny_native(plan="alibi").double()
+    ids = token_ids(vocab=61, length=20)
+    full = full_logits(model, ids)
+    torch.testing.assert_close(cached_logits(model, ids, (4, 11)), full)
+    changed = ids.clone()
+    changed[:, 15:] = (changed[:, 15:] + 1) % 61
+    torch.testing.assert_close(full_logits(model, changed)[:, :15], full[:, :15])  # causal
+    # left padding: a padded row sees exactly what it would see alone
+    pad = torch.cat((torch.zeros(2, 3, dtype=torch.long), ids), dim=1)
+    mask = torch.cat((torch.zeros(2, 3, dtype=torch.long), torch.ones_like(ids)), dim=1)
+    with torch.no_grad():
+        padded = model(pad, attention_mask=mask).logits[:, 3:]
+    torch.testing.assert_close(padded, full)
+    # the bias is a penalty: ALiBi differs from NoPE with the same weights
+    nope = tiny_native(plan="nope").double()
+    nope.load_state_dict(model.state_dict())
+    assert (full_logits(nope, ids) - full).abs().max() > 1e-4
+
+
+def test_conversion_of_a_pretrained_model_is_refused():
+    hf = pytest.importorskip("longpos.hf")
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "hf"))
+    from hf_helpers import tiny_model
+
+    with pytest.raises(ValueError, match=r"\['alibi'\] cannot be put into a pretrained model"):
+        hf.apply_longpos(tiny_model("llama"), "alibi")
