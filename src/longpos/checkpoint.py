@@ -21,7 +21,7 @@ from safetensors.torch import load_file, save_file
 
 from longpos import __version__
 from longpos.config import ModelConfig
-from longpos.io import atomic_write, atomic_write_json
+from longpos.io import atomic_write, atomic_write_json, read_json_object
 from longpos.model import LongposLM
 
 CONFIG_FILE = "config.json"
@@ -170,14 +170,6 @@ def load_model(
     return model.to(map_location)
 
 
-def _json_file(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def trained_on(folder: str | os.PathLike[str]) -> dict[str, Any] | None:
     """What the model in ``folder`` was trained on, or None when nothing says so.
 
@@ -188,10 +180,10 @@ def trained_on(folder: str | os.PathLike[str]) -> dict[str, Any] | None:
     models written before the metadata existed, e.g. older demo runs).
     """
     folder = Path(folder)
-    extra = (_json_file(folder / CONFIG_FILE) or {}).get("extra") or {}
+    extra = (read_json_object(folder / CONFIG_FILE) or {}).get("extra") or {}
     if isinstance(extra, dict) and isinstance(extra.get("trained_on"), dict):
         return dict(extra["trained_on"])
-    run = _json_file(folder.parent / CONFIG_FILE) or {}
+    run = read_json_object(folder.parent / CONFIG_FILE) or {}
     train = run.get("train")
     if not isinstance(train, dict) or not isinstance(train.get("data"), dict):
         return None

@@ -28,3 +28,16 @@ def prefixed_errors(prefix: str, build: Any, *args: Any, **kwargs: Any) -> Any:
         return build(*args, **kwargs)
     except ValueError as exc:
         raise ValueError(f"{prefix}{exc}") from exc
+
+
+def parse_json_object(text: str, name: str, example: str = '{"num_symbols": 64}') -> dict[str, Any]:
+    """``text`` parsed as a JSON object, or a ``ValueError`` naming the option ``name``."""
+    import json
+
+    try:
+        parsed = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{name} is not valid JSON: {exc}") from exc
+    if not isinstance(parsed, dict):
+        raise ValueError(f"{name} must be a JSON object, e.g. '{example}'")
+    return parsed

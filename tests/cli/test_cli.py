@@ -33,7 +33,7 @@ def test_unknown_command_is_rejected(capsys):
     "argv, message",
     [
         (["--model.n_heads", "3"], "n_heads=3 must divide d_model=128"),
-        (["--model.plan", "alibi"], "plan='alibi' is unknown"),
+        (["--model.plan", "warp"], "plan='warp' is unknown"),
         (["--train.optim.lr", "-1"], "optim.lr=-1.0 must be > 0"),
         (["--preset", "huge"], "preset='huge' is unknown"),
         (["--drope"], "--drope needs --init-from"),

@@ -14,7 +14,7 @@ from longpos.config import PRESETS, ModelConfig, RePoConfig, preset, resolve_pla
         (dict(n_heads=4, n_kv_heads=3), "n_kv_heads", "allowed"),
         (dict(repo_start=4), "repo_start", "allowed 0..3"),
         (dict(repo_start=-1), "repo_start", "allowed 0..3"),
-        (dict(plan="alibi"), "plan", "allowed"),
+        (dict(plan="warp"), "plan", "allowed"),
         (dict(plan="rope,magic,rope,rope"), "plan", "allowed"),
         (dict(plan="rope,nope"), "plan", "n_layers=4"),
         (dict(rope=dict(scaling="pi", factor=-2.0)), "rope.scaling.factor", "must be"),

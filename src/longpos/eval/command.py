@@ -20,6 +20,8 @@ import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from longpos.fields import parse_json_object
+
 
 @dataclass
 class EvalArgs:
@@ -147,12 +149,7 @@ def run(args: EvalArgs) -> None:
         raise ValueError(f"--samples must be >= 1, got {args.samples}")
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
-    try:
-        options = json.loads(args.options)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"--options is not valid JSON: {exc}") from exc
-    if not isinstance(options, dict):
-        raise ValueError("--options must be a JSON object, e.g. '{\"num_symbols\": 64}'")
+    options = parse_json_object(args.options, "--options")
     for t in tasks:
         get_task(t)  # unknown names fail before the model loads
     model = load_eval_model(args.model, device=args.device, tokenizer=args.tokenizer)

@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from longpos.fields import parse_json_object
 from longpos.io import atomic_write_text
 
 __all__ = [
@@ -297,12 +298,7 @@ def run(args: ExportLMEvalArgs) -> list[str]:
         raise ValueError(f"--lengths must be positive, got {lengths}")
     if args.samples < 1:
         raise ValueError(f"--samples must be >= 1, got {args.samples}")
-    try:
-        options = json.loads(args.options)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"--options is not valid JSON: {exc}") from exc
-    if not isinstance(options, dict):
-        raise ValueError("--options must be a JSON object, e.g. '{\"num_keys\": 4}'")
+    options = parse_json_object(args.options, "--options", '{"num_keys": 4}')
     names = export_lm_eval_tasks(
         tasks, lengths, args.samples, args.seed, args.tokenizer, args.out, options=options
     )

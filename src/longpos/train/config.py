@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from longpos.fields import parse_json_object
+
 SCHEDULES: tuple[str, ...] = ("cosine", "linear", "wsd", "constant")
 DATA_KINDS: tuple[str, ...] = ("task", "text")
 
@@ -74,16 +76,10 @@ class DataConfig:
     """Weight of the next-token loss on every position (>= 0); text data always uses 1."""
 
     def __post_init__(self) -> None:
-        import json
 
         if self.kind not in DATA_KINDS:
             raise ValueError(f"data.kind={self.kind!r} is unknown; allowed: {DATA_KINDS}")
-        try:
-            parsed = json.loads(self.options)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"data.options is not valid JSON: {exc}") from exc
-        if not isinstance(parsed, dict):
-            raise ValueError("data.options must be a JSON object, e.g. '{\"num_symbols\": 256}'")
+        parse_json_object(self.options, "data.options", '{"num_symbols": 256}')
         if self.answer_weight < 0 or self.lm_weight < 0:
             raise ValueError("data.answer_weight and data.lm_weight must be >= 0")
         if self.answer_weight == 0 and self.lm_weight == 0:

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from longpos.io import atomic_write, atomic_write_json
+from longpos.io import atomic_write, atomic_write_json, read_json_object
 from longpos.memory.placement import memory_param_groups
 from longpos.train import distributed, model_io
 from longpos.train.config import TrainConfig
@@ -216,7 +216,7 @@ class Trainer:
 
     def check_same_run(self) -> None:
         """Refuse to resume a run in ``out`` that was started with other options."""
-        saved = _read_json(self.out / "config.json")
+        saved = read_json_object(self.out / "config.json")
         if saved is None:
             return
         new = json.loads(json.dumps(self.run_config(), default=str))  # as saved on disk
@@ -401,14 +401,6 @@ def _bar_fields(record: dict[str, Any]) -> dict[str, str]:
         out["answer_acc"] = f"{100 * record['answer_acc']:.0f}%"
     out["tok/s"] = f"{record['tokens_per_s']:.0f}"
     return out
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 def _differences(old: dict[str, Any], new: dict[str, Any], prefix: str):

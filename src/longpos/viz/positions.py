@@ -36,7 +36,7 @@ from typing import Any
 import torch
 
 from longpos.analysis.collect import as_batch, collect_positions
-from longpos.io import atomic_write_text
+from longpos.io import atomic_write_text, read_json_object
 from longpos.viz._viewer_template import TEMPLATE
 
 __all__ = [
@@ -365,14 +365,6 @@ def plot_positions_png(
 # --------------------------------------------------------------------------- the command
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def model_vocabulary(folder: str | Path, vocab_size: int) -> dict[str, Any]:
     """What the ids of a saved longpos model mean: ``{"kind": "symbolic", "options": {...}}``
     (with ``"task_options"`` per trained task when known) or ``{"kind": "text", "tokenizer":
@@ -386,7 +378,7 @@ def model_vocabulary(folder: str | Path, vocab_size: int) -> dict[str, Any]:
     from longpos.checkpoint import data_description, trained_on
 
     folder = Path(folder)
-    extra = (_read_json(folder / "config.json") or {}).get("extra") or {}
+    extra = (read_json_object(folder / "config.json") or {}).get("extra") or {}
     info = trained_on(folder)
     source = "checkpoint" if isinstance(extra, dict) and "trained_on" in extra else str(
         folder.parent / "config.json")  # fmt: skip
@@ -417,7 +409,7 @@ def _load_any_model(model_path: str) -> tuple[Any, dict[str, Any], str]:
     folder = Path(model_path)
     if not folder.exists():
         raise ValueError(f"--model {model_path}: no such folder")
-    meta = _read_json(folder / CONFIG_FILE) or {}
+    meta = read_json_object(folder / CONFIG_FILE) or {}
     if meta.get("format") == "longpos-model":
         model = load_model(folder)
         cfg = model.config
