@@ -319,14 +319,28 @@ class RotaryEncoding(PositionEncoding):
             self._inv_freq[device] = table
         return table
 
-    def tables(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """cos/sin tables for positions ``(B, T)`` or ``(B, H, T)`` -> ``(..., T, rotary_dim)``."""
-        if self.rope.is_dynamic:
+    @property
+    def is_dynamic(self) -> bool:
+        """The frequencies depend on the context length (dynamic NTK, LongRoPE)."""
+        return self.rope.is_dynamic
+
+    def _inv_freq_for(self, positions: torch.Tensor, seq_len: int | None) -> torch.Tensor:
+        """The frequencies for this call: fixed, or for a dynamic scaling those of the context
+        length ``seq_len`` (by default the largest position + 1)."""
+        if not self.rope.is_dynamic:
+            return self.frequencies(positions.device)
+        if seq_len is None:
             seq_len = int(positions.detach().max().item()) + 1
-            inv_freq, _ = self.rope.frequencies(self.head_dim, seq_len=seq_len)
-        else:
-            inv_freq = self.frequencies(positions.device)
-        return rope_cos_sin(positions, inv_freq, self.attention_factor)
+        inv_freq, _ = self.rope.frequencies(self.head_dim, seq_len=seq_len)
+        return inv_freq.to(positions.device)
+
+    def tables(
+        self, positions: torch.Tensor, seq_len: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos/sin tables for positions ``(B, T)`` or ``(B, H, T)`` -> ``(..., T, rotary_dim)``."""
+        return rope_cos_sin(
+            positions, self._inv_freq_for(positions, seq_len), self.attention_factor
+        )
 
     def _rotate(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
         if self.rotary_dim == x.shape[-1]:
@@ -334,20 +348,18 @@ class RotaryEncoding(PositionEncoding):
         rot, rest = x[..., : self.rotary_dim], x[..., self.rotary_dim :]
         return torch.cat((apply_rotary(rot, cos, sin), rest), dim=-1)
 
-    def half_tables(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def half_tables(
+        self, positions: torch.Tensor, seq_len: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """cos/sin for positions ``(B, T)`` or ``(B, H, T)`` -> ``(..., T, rotary_dim / 2)``,
         one per rotation pair (what :func:`rotate_pairs` takes)."""
-        if self.rope.is_dynamic:
-            seq_len = int(positions.detach().max().item()) + 1
-            inv_freq, _ = self.rope.frequencies(self.head_dim, seq_len=seq_len)
-        else:
-            inv_freq = self.frequencies(positions.device)
+        inv_freq = self._inv_freq_for(positions, seq_len)
         return rope_half_cos_sin(positions, inv_freq, self.attention_factor)
 
-    def rotation(self, positions: torch.Tensor):
+    def rotation(self, positions: torch.Tensor, seq_len: int | None = None):
         """``(q, k) -> (q, k)`` for positions shared by all heads ``(B, T)``, with the tables
         computed once (what a back end shares between the layers of the model's RoPE)."""
-        cos, sin = self.half_tables(positions[:, None, :])  # (B, 1, T, D_rot / 2)
+        cos, sin = self.half_tables(positions[:, None, :], seq_len)  # (B, 1, T, D_rot / 2)
 
         def rotate(q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             return rotate_pairs(q, cos, sin), rotate_pairs(k, cos, sin)
@@ -355,24 +367,24 @@ class RotaryEncoding(PositionEncoding):
         return rotate
 
     def forward(
-        self, q: torch.Tensor, k: torch.Tensor, positions: torch.Tensor
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        positions: torch.Tensor,
+        seq_len: int | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         # q: (B, H, T, D), k: (B, H_kv, T, D)
-        # positions: (B, T) shared, or (B, H_kv, T) per key-value head.
+        # positions: (B, T) shared, or (B, H_kv, T) per key-value head. seq_len: the context
+        # length a dynamic scaling follows (default: the largest position + 1).
         if positions.dim() == 2:
-            return self.rotation(positions)(q, k)
+            return self.rotation(positions, seq_len)(q, k)
         bsz, n_heads, seq, dim = q.shape
         n_kv = k.shape[1]
         if positions.dim() != 3 or positions.shape[1] != n_kv or n_heads % n_kv:
             raise ValueError(
                 f"per-head positions must be (B, H_kv={n_kv}, T); got {tuple(positions.shape)}"
             )
-        if self.rope.is_dynamic:
-            seq_len = int(positions.detach().max().item()) + 1
-            inv_freq, _ = self.rope.frequencies(self.head_dim, seq_len=seq_len)
-            inv_freq = inv_freq.to(positions.device)
-        else:
-            inv_freq = self.frequencies(positions.device)
+        inv_freq = self._inv_freq_for(positions, seq_len)
         # each query group shares its key-value head's positions: cos/sin once per kv head
         q_grouped = q.view(bsz, n_kv, n_heads // n_kv, seq, dim)  # (B, H_kv, G, T, D)
         with torch.autocast(device_type=q.device.type, enabled=False):

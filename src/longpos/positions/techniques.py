@@ -145,10 +145,14 @@ def apply_positions(
     index: (B, T) integer positions. Returns rotated ``(q, k)`` and the positions assigned,
     (B, T) or (B, H_kv, T). Layers whose positions are the index and whose encoding is the
     model's RoPE use ``index_rotation`` when the back end supplies one (tables computed once).
+    A dynamic scaling (dynamic NTK, LongRoPE) follows the context length, the largest integer
+    position + 1, whatever positions the assigner gave (as transformers' own dynamic tables).
     """
     positions = assigner(x, index)
     if index_rotation is not None and assigner.returns_index and encoding.uses_model_rope:
         q, k = index_rotation(q, k)
+    elif getattr(encoding, "is_dynamic", False):  # the context length, not the learned positions
+        q, k = encoding(q, k, positions, seq_len=int(index.detach().max().item()) + 1)
     else:
         q, k = encoding(q, k, positions)
     return q, k, positions

@@ -61,11 +61,15 @@ class XPosEncoding(RotaryEncoding):
         return torch.cat((scale, scale), dim=-1)
 
     def forward(
-        self, q: torch.Tensor, k: torch.Tensor, positions: torch.Tensor
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        positions: torch.Tensor,
+        seq_len: int | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         # q: (B, H, T, D), k: (B, H_kv, T, D); positions: (B, T) integer index
         if positions.dim() != 2:
             raise ValueError(f"xPos takes positions (B, T); got {tuple(positions.shape)}")
-        cos, sin = self.tables(positions[:, None, :])  # (B, 1, T, D_rot)
+        cos, sin = self.tables(positions[:, None, :], seq_len)  # (B, 1, T, D_rot)
         scale = self.decay(positions)
         return self._rotate(q, cos * scale, sin * scale), self._rotate(k, cos / scale, sin / scale)
