@@ -42,7 +42,7 @@ def test_base_model_without_lm_head_is_rejected():
         (dict(plan="rotary"), "plan='rotary' is unknown"),
         (dict(plan=""), "plan is empty"),
         (dict(plan="rope,nope"), "plan lists 2 layers"),
-        (dict(plan="rope,nope,alibi"), "unknown techniques"),
+        (dict(plan="rope,nope,warp"), "unknown techniques"),
         (dict(plan=["rope", "repo"]), "plan lists 2 layers"),
         (dict(plan=["rope", "repo", "cope"]), "unknown techniques"),
         (dict(plan="repo", repo_start=3), "repo_start=3 is out of range: allowed 0..2"),
