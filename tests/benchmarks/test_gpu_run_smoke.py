@@ -61,7 +61,9 @@ def test_gpu_run_smoke_on_cpu(tmp_path):
     assert speed["hf_repo_vs_stock"]["median_ratio"] > 0
     assert speed["fwpkm_throughput"]["tokens_per_s"]["fwpkm"] > 0
     assert speed["compile_repo"]["status"] == "skipped"
-    assert speed["eval_batched_vs_unbatched"]["status"] == "skipped"
+    evaluation = speed["eval_batched_vs_unbatched"]
+    assert evaluation["status"] == "ok" and evaluation["identical_predictions"]
+    assert evaluation["samples_per_s"]["1"] > 0
 
     evidence = parts["evidence"]
     runs = {name for job in evidence["jobs"].values() for name in job["accuracy"]}
