@@ -143,8 +143,9 @@ class ModelConfig(PositionPlan):
     def layer_shape(self) -> LayerShape:
         """What a position technique needs to know about this model's attention layers."""
         return LayerShape(
-            self.d_model, self.n_heads, self.resolved_kv_heads, self.resolved_head_dim, self.rope
-        )
+            self.d_model, self.n_heads, self.resolved_kv_heads, self.resolved_head_dim, self.rope,
+            self.max_seq_len,
+        )  # fmt: skip
 
     @property
     def resolved_kv_heads(self) -> int:

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from longpos.positions.alibi import ALiBiEncoding
+from longpos.positions.fire import FIREEncoding
 from longpos.positions.query_temperature import QueryTemperatureNoPE
 from longpos.positions.repo import RePoAssigner, RePoConfig
 from longpos.positions.rope import (
@@ -51,6 +52,8 @@ class LayerShape:
     head_dim: int
     rope: RopeConfig
     """The model's RoPE base and scaling."""
+    train_length: int | None = None
+    """The context length the model trains at (None where unknown)."""
 
 
 Builder = Callable[[LayerShape, Any], tuple[PositionAssigner, PositionEncoding]]
@@ -107,6 +110,15 @@ TECHNIQUE_LIST: tuple[Technique, ...] = (
         "alibi",
         "integer index + ALiBi (a linear distance penalty per head on the logits)",
         lambda shape, options: (IndexAssigner(), ALiBiEncoding(shape.n_heads)),
+        converts_pretrained=False,  # trained from scratch in its paper
+    ),  # fmt: skip
+    Technique(
+        "fire",
+        "integer index + FIRE (a learned bias of the interpolated distance per head)",
+        lambda shape, options: (
+            IndexAssigner(),
+            FIREEncoding(shape.n_heads, shape.train_length or 512),
+        ),
         converts_pretrained=False,  # trained from scratch in its paper
     ),  # fmt: skip
 )
