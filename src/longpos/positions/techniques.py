@@ -25,6 +25,7 @@ import torch
 
 from longpos.positions.alibi import ALiBiEncoding
 from longpos.positions.fire import FIREEncoding
+from longpos.positions.pope import PoPEEncoding
 from longpos.positions.query_temperature import QueryTemperatureNoPE
 from longpos.positions.repo import RePoAssigner, RePoConfig
 from longpos.positions.rope import (
@@ -118,6 +119,15 @@ TECHNIQUE_LIST: tuple[Technique, ...] = (
         lambda shape, options: (
             IndexAssigner(),
             FIREEncoding(shape.n_heads, shape.train_length or 512),
+        ),
+        converts_pretrained=False,  # trained from scratch in its paper
+    ),  # fmt: skip
+    Technique(
+        "pope",
+        "integer index + PoPE (content in magnitudes, position in phases)",
+        lambda shape, options: (
+            IndexAssigner(),
+            PoPEEncoding(shape.head_dim, shape.n_kv_heads, shape.rope.theta),
         ),
         converts_pretrained=False,  # trained from scratch in its paper
     ),  # fmt: skip
