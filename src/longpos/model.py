@@ -154,7 +154,10 @@ class Attention(nn.Module):
 
     An encoding may also add a bias to the attention logits (ALiBi and the other
     additive-bias techniques): ``encoding.logit_bias(index (B, T), key_index (B, T_k))`` returns
-    ``(B | 1, H, T, T_k)`` float32, added to the scaled scores inside the causal mask."""
+    ``(B | 1, H, T, T_k)`` float32, added to the scaled scores inside the causal mask. Or it may
+    replace the softmax attention itself (stick-breaking, CoPE's gated positions):
+    ``encoding.attend(q, k, v, allowed (B | 1, 1, T, T_k) bool, scale)`` returns the output
+    ``(B, H, T, D_v)`` and the attention weights ``(B, H, T, T_k)``."""
 
     def __init__(
         self,
@@ -213,27 +216,34 @@ class Attention(nn.Module):
         if cache is not None:
             k, v = cache.update(self.layer_idx, k, v)  # (B, H_kv, T_past + T, D)
         scale = beta / math.sqrt(self.head_dim)
+        attend = getattr(self.encoding, "attend", None)
         logit_bias = getattr(self.encoding, "logit_bias", None)
-        if logit_bias is None:
-            mask = causal_mask(seq, past, ctx.key_padding, x.device, ctx.window)
-        else:  # an additive bias inside the causal mask: (B | 1, H, T, T_past + T)
+        probs: torch.Tensor | None = None
+        if attend is not None:  # the encoding's own attention (stick-breaking, CoPE)
             allowed = causal_mask(seq, past, ctx.key_padding, x.device, ctx.window, always=True)
             assert allowed is not None  # always=True
-            bias = logit_bias(index, ctx.key_index).to(q.dtype)
-            mask = bias.masked_fill(~allowed, float("-inf"))
-        if ctx.return_attention:
-            out, probs = eager_attention(q, k, v, mask, scale)
+            out, weights = attend(q, k, v, allowed, scale)
+            probs = weights if ctx.return_attention else None
         else:
-            probs = None
-            out = F.scaled_dot_product_attention(
-                q,
-                k,
-                v,
-                attn_mask=mask,
-                is_causal=mask is None and seq > 1,
-                scale=scale,
-                enable_gqa=self.n_kv_heads != self.n_heads,
-            )  # (B, H, T, D)
+            if logit_bias is None:
+                mask = causal_mask(seq, past, ctx.key_padding, x.device, ctx.window)
+            else:  # an additive bias inside the causal mask: (B | 1, H, T, T_past + T)
+                allowed = causal_mask(seq, past, ctx.key_padding, x.device, ctx.window, always=True)
+                assert allowed is not None  # always=True
+                bias = logit_bias(index, ctx.key_index).to(q.dtype)
+                mask = bias.masked_fill(~allowed, float("-inf"))
+            if ctx.return_attention:
+                out, probs = eager_attention(q, k, v, mask, scale)
+            else:
+                out = F.scaled_dot_product_attention(
+                    q,
+                    k,
+                    v,
+                    attn_mask=mask,
+                    is_causal=mask is None and seq > 1,
+                    scale=scale,
+                    enable_gqa=self.n_kv_heads != self.n_heads,
+                )  # (B, H, T, D)
         out = out.transpose(1, 2).reshape(bsz, seq, self.n_heads * self.head_dim)
         return self.o_proj(out), positions, probs
 

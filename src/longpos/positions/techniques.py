@@ -36,6 +36,7 @@ from longpos.positions.rope import (
     RotaryEncoding,
 )
 from longpos.positions.scaling import RopeConfig
+from longpos.positions.stick_breaking import StickBreakingAttention
 from longpos.positions.xpos import XPosEncoding
 
 IndexRotation = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
@@ -129,6 +130,12 @@ TECHNIQUE_LIST: tuple[Technique, ...] = (
             IndexAssigner(),
             PoPEEncoding(shape.head_dim, shape.n_kv_heads, shape.rope.theta),
         ),
+        converts_pretrained=False,  # trained from scratch in its paper
+    ),  # fmt: skip
+    Technique(
+        "stickbreaking",
+        "integer index + stick-breaking attention (no softmax, no encoding)",
+        lambda shape, options: (IndexAssigner(), StickBreakingAttention()),
         converts_pretrained=False,  # trained from scratch in its paper
     ),  # fmt: skip
 )
