@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from longpos.demo import DEMO_TASKS, METHODS, DemoArgs, DemoPlan, run_demo
+from longpos.demo import ALL_METHODS, DEMO_TASKS, DemoArgs, DemoPlan, run_demo
 from longpos.io import atomic_write_json, atomic_write_text
 
 
@@ -37,7 +37,7 @@ def table(summary: dict) -> str:
         "|---" * (len(lengths) + 1) + "|",
     ]
     acc = summary["accuracy"]
-    for method in [m for m in METHODS if m in acc]:  # the demo's order (JSON sorts keys)
+    for method in [m for m in ALL_METHODS if m in acc]:  # the demo's order (JSON sorts keys)
         row = acc[method]
         cells = []
         for n in lengths:

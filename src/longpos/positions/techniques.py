@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from longpos.positions.alibi import ALiBiEncoding
+from longpos.positions.cope import COPE_MAX_POSITIONS, CoPEAttention
 from longpos.positions.fire import FIREEncoding
 from longpos.positions.pope import PoPEEncoding
 from longpos.positions.query_temperature import QueryTemperatureNoPE
@@ -136,6 +137,15 @@ TECHNIQUE_LIST: tuple[Technique, ...] = (
         "stickbreaking",
         "integer index + stick-breaking attention (no softmax, no encoding)",
         lambda shape, options: (IndexAssigner(), StickBreakingAttention()),
+        converts_pretrained=False,  # trained from scratch in its paper
+    ),  # fmt: skip
+    Technique(
+        "cope",
+        "integer index + CoPE (positions counted by context gates, interpolated)",
+        lambda shape, options: (
+            IndexAssigner(),
+            CoPEAttention(shape.head_dim, min(shape.train_length or 64, COPE_MAX_POSITIONS)),
+        ),
         converts_pretrained=False,  # trained from scratch in its paper
     ),  # fmt: skip
 )
