@@ -96,13 +96,17 @@ def test_demo_quick(tmp_path):
 def test_demo_chance_levels_follow_each_task():
     from longpos.demo import DEMO_TASKS, chance_levels
 
-    assert set(DEMO_TASKS) == {"mqar", "table_tokens", "graph_tokens"}
+    assert set(DEMO_TASKS) == {"mqar", "table_tokens", "graph_tokens", "order_tokens"}
     # mqar: values are the upper half of 64 symbols; 8 pairs to copy from.
     assert chance_levels("mqar") == {"uniform_value": 1 / 32, "copy_any_needle": 1 / 8}
     # 4 rows x 2 columns = 8 cells, values from the upper half.
     assert chance_levels("table_tokens") == {"uniform_value": 1 / 32, "copy_any_needle": 1 / 8}
     # answers are nodes (any of 64 content symbols); 8 edges to copy a target from.
     assert chance_levels("graph_tokens") == {"uniform_value": 1 / 64, "copy_any_needle": 1 / 8}
+    # 6 ordered keys of 3 symbols; ignoring order leaves the record and its swapped twin.
+    assert chance_levels("order_tokens") == {
+        "uniform_value": 1 / 32, "copy_any_needle": 1 / 6, "order_blind": 0.5,
+    }  # fmt: skip
 
 
 def test_demo_plan_rejects_an_unknown_task():
@@ -112,7 +116,7 @@ def test_demo_plan_rejects_an_unknown_task():
         DemoPlan(task="passkey")  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("task", ["table_tokens", "graph_tokens"])
+@pytest.mark.parametrize("task", ["table_tokens", "graph_tokens", "order_tokens"])
 def test_demo_runs_the_structured_tasks(tmp_path, task):
     main(["demo", "--quick", "--steps", "8", "--samples", "2", "--methods", "rope,repo",
           "--plan.task", task, "--out", str(tmp_path)])  # fmt: skip

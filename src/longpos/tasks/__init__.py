@@ -7,14 +7,17 @@
 - HybridQA-like table QA (arXiv 2004.07347): :mod:`longpos.tasks.tables`;
 - token-level structured data for tiny models: ``table_tokens``
   (:mod:`longpos.tasks.table_tokens`) and ``graph_tokens`` (:mod:`longpos.tasks.graph_tokens`);
+- token-level ordered-key lookup, where order is necessary: ``order_tokens``
+  (:mod:`longpos.tasks.order_tokens`);
 - the symbolic vocabulary, token-level samples and training batches:
   :mod:`longpos.tasks.symbolic`; metrics: :mod:`longpos.tasks.metrics`.
 
 ``generate_sample(task, length, tokenizer=..., seed=..., depth=...)`` is the entry point.
 """
 
-# graph_tokens / table_tokens: importing them registers the token-level structured tasks.
-from longpos.tasks import graph_tokens, table_tokens  # noqa: F401
+# graph_tokens / table_tokens / order_tokens: importing them registers the token-level
+# structured tasks.
+from longpos.tasks import graph_tokens, order_tokens, table_tokens  # noqa: F401
 from longpos.tasks.base import (
     NeedleSpan,
     Sample,

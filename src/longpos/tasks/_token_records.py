@@ -176,13 +176,14 @@ def register(
     describe: Describe,
     example: ExampleFn,
     *,
-    qa_len: int,
+    qa_len: int | Callable[[Any], int],
     description: str,
 ) -> None:
     """Register a token-level-only structured task and its training ``example`` function.
 
     Its eval sample is ``build``'s eval layout (:func:`eval_layout`), described by ``describe``
-    and finished by :func:`eval_sample`; the metric is ``token_accuracy``.
+    and finished by :func:`eval_sample`; the metric is ``token_accuracy``. ``qa_len`` is the
+    question's length in tokens, or a function of the task's config that returns it.
     """
 
     def token_fn(
@@ -191,8 +192,9 @@ def register(
         cfg = spec.make_config(options)
         b = eval_layout(build, name, length, seed, cfg, depth)
         d, needles, meta = describe(cfg, b)
+        q = qa_len(cfg) if callable(qa_len) else qa_len
         return eval_sample(
-            spec, cfg, b, length=length, seed=seed, qa_len=qa_len,
+            spec, cfg, b, length=length, seed=seed, qa_len=q,
             depth=d, needles=needles, meta=meta,
         )  # fmt: skip
 

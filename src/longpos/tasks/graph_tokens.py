@@ -17,7 +17,8 @@ Layout::
   answer is unique) and, with 2 hops, the answer differs from the asked node and its
   successor;
 - a question is ``QUERY a ANS`` and its answer is ``succ(a)`` (``hops=1``) or
-  ``succ(succ(a))`` (``hops=2``), one token;
+  ``succ(succ(a))`` (``hops=2``), one token; with ``answer_marker=False`` it is ``QUERY a``
+  and the answer follows ``a`` directly (``QUERY a b``), as a value follows its key in MQAR;
 - filler is i.i.d. random content symbols; ``filler="between"`` scatters it at random between
   the edges, ``filler="after"`` puts it in one block between the edges and the questions.
 
@@ -58,7 +59,7 @@ NAME = "graph_tokens"
 EDGE_LEN = 4
 """``KEY a b SEP``."""
 QA_LEN = 4
-"""``QUERY a ANS b``."""
+"""``QUERY a ANS b`` (``answer_marker=False``: ``QUERY a b``, 3 tokens)."""
 MIN_CYCLE = 3
 
 
@@ -76,6 +77,10 @@ class GraphTokensConfig:
     filler: str = "between"
     """Where the random-symbol filler goes: ``between`` the edges (scattered at random) or
     ``after`` the edge list (one block before the question)."""
+    answer_marker: bool = True
+    """End a question with ``ANS`` (``QUERY a ANS b``, the original layout); ``False``:
+    ``QUERY a b``, the answer follows the asked node directly, as a value follows its key in
+    MQAR (the calibrated CPU setting; see the module docstring)."""
 
     def __post_init__(self) -> None:
         check_num_symbols(self.num_symbols, 8, NAME)
@@ -89,10 +94,19 @@ class GraphTokensConfig:
         if self.hops not in (1, 2) or isinstance(self.hops, bool):
             raise ValueError(f"graph_tokens: hops must be 1 or 2, got {self.hops!r}")
         rec.check_filler(NAME, self.filler)
+        if not isinstance(self.answer_marker, bool):
+            raise ValueError(
+                f"graph_tokens: answer_marker must be a bool, got {self.answer_marker!r}"
+            )
 
     @property
     def vocab(self) -> SymbolicVocab:
         return SymbolicVocab(self.num_symbols)
+
+    @property
+    def qa_len(self) -> int:
+        """``QUERY a ANS b`` (4) or ``QUERY a b`` (3)."""
+        return QA_LEN if self.answer_marker else QA_LEN - 1
 
     def nodes_for(self, length: int) -> int:
         if self.nodes is not None:
@@ -133,7 +147,7 @@ def _build(
 ) -> _Built:
     v = cfg.vocab
     n = cfg.nodes_for(length)
-    filler, n_q = rec.budget(NAME, length, n, EDGE_LEN, QA_LEN, dense)
+    filler, n_q = rec.budget(NAME, length, n, EDGE_LEN, cfg.qa_len, dense)
     nodes = [v.sym(i) for i in rng.sample(range(v.num_symbols), n)]
     succ = random_cycles(nodes, rng)
     sources = list(nodes)
@@ -152,8 +166,12 @@ def _build(
         b = a
         for _ in range(cfg.hops):
             b = succ[b]
-        ids += [QUERY, a, ANS, b]
-        mask += [False, False, False, True]
+        if cfg.answer_marker:
+            ids += [QUERY, a, ANS, b]
+            mask += [False, False, False, True]
+        else:
+            ids += [QUERY, a, b]
+            mask += [False, False, True]
     return _Built(ids, mask, starts, a, filler, n)
 
 
@@ -183,7 +201,8 @@ def _describe(cfg: GraphTokensConfig, b: _Built) -> tuple[float, list[NeedleSpan
 
 
 rec.register(
-    NAME, "graph", GraphTokensConfig, _build, _describe, graph_example, qa_len=QA_LEN,
+    NAME, "graph", GraphTokensConfig, _build, _describe, graph_example,
+    qa_len=lambda cfg: cfg.qa_len,
     description="edge list of a functional graph: QUERY a ANS -> 1- or 2-hop successor "
     "(token level, dense)",
 )  # fmt: skip

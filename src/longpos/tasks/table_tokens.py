@@ -17,7 +17,8 @@ Layout, with ``C = cols`` (here ``C = 2``)::
   ``s8 .. s{N//2 - 1}``, cell values are drawn with replacement from ``s{N//2} .. s{N-1}``
   (MQAR's value half);
 - a question is ``QUERY r c ANS`` and its answer is the one cell value ``v`` of row ``r``,
-  column ``c``;
+  column ``c``; with ``answer_marker=False`` it is ``QUERY r c`` and the answer follows the
+  column id directly (``QUERY r c v``), as the cell follows it in the row;
 - filler is i.i.d. random content symbols; ``filler="between"`` scatters it at random between
   the rows, ``filler="after"`` puts it in one block between the table and the questions.
 
@@ -57,7 +58,7 @@ NAME = "table_tokens"
 MAX_COLS = 8
 """Symbols ``s0 .. s7`` are the column ids."""
 QA_LEN = 5
-"""``QUERY r c ANS v``."""
+"""``QUERY r c ANS v`` (``answer_marker=False``: ``QUERY r c v``, 4 tokens)."""
 
 
 @dataclass
@@ -74,6 +75,9 @@ class TableTokensConfig:
     filler: str = "between"
     """Where the random-symbol filler goes: ``between`` the rows (scattered at random) or
     ``after`` the table (one block before the question)."""
+    answer_marker: bool = True
+    """End a question with ``ANS`` (``QUERY r c ANS v``, the original layout); ``False``:
+    ``QUERY r c v``, the answer follows the column id directly, as in the row."""
 
     def __post_init__(self) -> None:
         check_num_symbols(self.num_symbols, 32, NAME)
@@ -87,10 +91,19 @@ class TableTokensConfig:
                 f"{self.max_rows}], got {self.rows!r}"
             )
         rec.check_filler(NAME, self.filler)
+        if not isinstance(self.answer_marker, bool):
+            raise ValueError(
+                f"table_tokens: answer_marker must be a bool, got {self.answer_marker!r}"
+            )
 
     @property
     def vocab(self) -> SymbolicVocab:
         return SymbolicVocab(self.num_symbols)
+
+    @property
+    def qa_len(self) -> int:
+        """``QUERY r c ANS v`` (5) or ``QUERY r c v`` (4)."""
+        return QA_LEN if self.answer_marker else QA_LEN - 1
 
     @property
     def max_rows(self) -> int:
@@ -123,7 +136,7 @@ def _build(
 ) -> _Built:
     v = cfg.vocab
     n_rows = cfg.rows_for(length)
-    filler, n_q = rec.budget(NAME, length, n_rows, cfg.row_len, QA_LEN, dense)
+    filler, n_q = rec.budget(NAME, length, n_rows, cfg.row_len, cfg.qa_len, dense)
     half = v.num_symbols // 2
     keys = [v.sym(i) for i in rng.sample(range(MAX_COLS, half), n_rows)]
     col_ids = [v.sym(j) for j in range(cfg.cols)]
@@ -142,8 +155,8 @@ def _build(
         else:
             r = rng.randrange(n_rows)
         c = rng.randrange(cfg.cols)
-        ids += [QUERY, keys[r], col_ids[c], ANS, cells[r][c]]
-        mask += [False, False, False, False, True]
+        ids += [QUERY, keys[r], col_ids[c], *([ANS] if cfg.answer_marker else []), cells[r][c]]
+        mask += [False] * (cfg.qa_len - 1) + [True]
         asked = (r, c)
     return _Built(ids, mask, [s + 1 for s in starts], asked, filler)
 
@@ -170,6 +183,7 @@ def _describe(cfg: TableTokensConfig, b: _Built) -> tuple[float, list[NeedleSpan
 
 
 rec.register(
-    NAME, "table", TableTokensConfig, _build, _describe, table_example, qa_len=QA_LEN,
+    NAME, "table", TableTokensConfig, _build, _describe, table_example,
+    qa_len=lambda cfg: cfg.qa_len,
     description="linearised symbol table: QUERY row col ANS -> the cell (token level, dense)",
 )  # fmt: skip
