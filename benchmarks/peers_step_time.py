@@ -27,7 +27,7 @@ from longpos.config import ModelConfig, preset  # noqa: E402
 from longpos.model import LongposLM  # noqa: E402
 
 PLANS = (
-    "rope", "nope", "r2n1", "repo", "xpos", "alibi", "fire", "pope", "cope", "stickbreaking",
+    "rope", "nope", "r2n1", "repo", "xpos", "alibi", "fire", "pope", "cope", "fox", "stickbreaking",
     "nope_every_2_temp",
 )  # fmt: skip
 

@@ -43,7 +43,9 @@ from longpos.train.config import DataConfig, OptimConfig, TrainConfig
 
 METHODS: tuple[str, ...] = ("rope", "nope", "r2n1", "repo", "drope")
 """The default comparison: the core methods and their baselines."""
-PEERS: tuple[str, ...] = ("xpos", "alibi", "fire", "pope", "cope", "stickbreaking", "nope_every_2")
+PEERS: tuple[str, ...] = (
+    "xpos", "alibi", "fire", "pope", "cope", "fox", "stickbreaking", "nope_every_2",
+)  # fmt: skip
 """Further methods ``--methods`` accepts: each a plan of the technique registry, trained the
 same way (``nope_every_2``: NoPE every second layer, the demo's 3 layers giving one)."""
 ALL_METHODS: tuple[str, ...] = METHODS + PEERS

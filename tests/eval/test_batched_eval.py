@@ -33,10 +33,10 @@ MEMORY = {"kind": "fwpkm", "layers": "1", "fwpkm": {"chunk": 8, "d_k": 8, "d_v":
 @pytest.mark.parametrize(
     "plan, cfg",
     [("rope", {}), ("repo", {}), ("r2n1", {}), ("nope", {"temperature": {"c": 0.4, "mode": "dynamic"}}),
-     ("xpos", {}), ("alibi", {}), ("fire", {}), ("pope", {}), ("stickbreaking", {}), ("cope", {}),
+     ("xpos", {}), ("alibi", {}), ("fire", {}), ("pope", {}), ("stickbreaking", {}), ("cope", {}), ("fox", {}),
      ("repo", {"memory": MEMORY})],
     ids=["rope", "repo", "r2n1", "drope-temperature", "xpos", "alibi", "fire", "pope",
-         "stickbreaking", "cope", "fwpkm"],
+         "stickbreaking", "cope", "fox", "fwpkm"],
 )  # fmt: skip
 def test_native_batched_predictions_equal_one_by_one(tmp_path, plan, cfg):
     model = native(plan, **cfg)

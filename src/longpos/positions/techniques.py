@@ -26,6 +26,7 @@ import torch
 from longpos.positions.alibi import ALiBiEncoding
 from longpos.positions.cope import COPE_MAX_POSITIONS, CoPEAttention
 from longpos.positions.fire import FIREEncoding
+from longpos.positions.fox import FoXAttention, FoXGate
 from longpos.positions.pope import PoPEEncoding
 from longpos.positions.query_temperature import QueryTemperatureNoPE
 from longpos.positions.repo import RePoAssigner, RePoConfig
@@ -146,6 +147,12 @@ TECHNIQUE_LIST: tuple[Technique, ...] = (
             IndexAssigner(),
             CoPEAttention(shape.head_dim, min(shape.train_length or 64, COPE_MAX_POSITIONS)),
         ),
+        converts_pretrained=False,  # trained from scratch in its paper
+    ),  # fmt: skip
+    Technique(
+        "fox",
+        "FoX: a learned forget gate per token, its log sum as a logit bias (no encoding)",
+        lambda shape, options: (FoXGate(shape.d_model, shape.n_kv_heads), FoXAttention()),
         converts_pretrained=False,  # trained from scratch in its paper
     ),  # fmt: skip
 )
