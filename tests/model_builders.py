@@ -257,3 +257,21 @@ def tiny_native(seed: int = 0, **overrides: Any) -> LongposLM:
     base: dict[str, Any] = dict(vocab_size=61, d_model=32, n_layers=3, n_heads=4, max_seq_len=32)
     base.update(overrides)
     return LongposLM(ModelConfig(**base), torch.Generator().manual_seed(seed)).eval()
+
+
+def check_causal_cached_and_padded(model: LongposLM, ids: torch.Tensor) -> torch.Tensor:
+    """The three properties every technique of a native model must have (returns the full
+    logits): cached decoding (prefill, chunk, tokens) equals the full forward; changing later
+    tokens leaves earlier logits alone; a left-padded row gives what it gives alone."""
+    full = full_logits(model, ids)
+    torch.testing.assert_close(cached_logits(model, ids, (4, 11)), full)
+    cut = ids.shape[1] * 3 // 4
+    changed = ids.clone()
+    changed[:, cut:] = (changed[:, cut:] + 1) % model.config.vocab_size
+    torch.testing.assert_close(full_logits(model, changed)[:, :cut], full[:, :cut])
+    bsz = ids.shape[0]
+    pad = torch.cat((torch.zeros(bsz, 3, dtype=torch.long), ids), dim=1)
+    mask = torch.cat((torch.zeros(bsz, 3, dtype=torch.long), torch.ones_like(ids)), dim=1)
+    with torch.no_grad():
+        torch.testing.assert_close(model(pad, attention_mask=mask).logits[:, 3:], full)
+    return full

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from longpos.positions.alibi import ALiBiEncoding, alibi_slopes
-from model_builders import cached_logits, full_logits, tiny_native, token_ids
+from model_builders import check_causal_cached_and_padded, full_logits, tiny_native, token_ids
 
 
 def test_slopes_follow_the_paper():
@@ -59,17 +59,7 @@ def test_model_attention_equals_the_loop_reference_with_gradients():
 def test_causal_cached_and_padded():
     model = tiny_native(plan="alibi").double()
     ids = token_ids(vocab=61, length=20)
-    full = full_logits(model, ids)
-    torch.testing.assert_close(cached_logits(model, ids, (4, 11)), full)
-    changed = ids.clone()
-    changed[:, 15:] = (changed[:, 15:] + 1) % 61
-    torch.testing.assert_close(full_logits(model, changed)[:, :15], full[:, :15])  # causal
-    # left padding: a padded row sees exactly what it would see alone
-    pad = torch.cat((torch.zeros(2, 3, dtype=torch.long), ids), dim=1)
-    mask = torch.cat((torch.zeros(2, 3, dtype=torch.long), torch.ones_like(ids)), dim=1)
-    with torch.no_grad():
-        padded = model(pad, attention_mask=mask).logits[:, 3:]
-    torch.testing.assert_close(padded, full)
+    full = check_causal_cached_and_padded(model, ids)
     # the bias is a penalty: ALiBi differs from NoPE with the same weights
     nope = tiny_native(plan="nope").double()
     nope.load_state_dict(model.state_dict())

@@ -8,7 +8,7 @@ import torch
 
 from longpos.model import ForwardContext
 from longpos.positions.cope import CoPEAttention
-from model_builders import cached_logits, full_logits, tiny_native, token_ids
+from model_builders import check_causal_cached_and_padded, tiny_native, token_ids
 
 
 def test_positions_count_the_gates_up_to_the_query():
@@ -68,15 +68,7 @@ def test_causal_cached_and_padded():
         with torch.no_grad():
             block.attn.encoding.table.mul_(50)
     ids = token_ids(vocab=61, length=20)
-    full = full_logits(model, ids)
-    torch.testing.assert_close(cached_logits(model, ids, (4, 11)), full)
-    changed = ids.clone()
-    changed[:, 15:] = (changed[:, 15:] + 1) % 61
-    torch.testing.assert_close(full_logits(model, changed)[:, :15], full[:, :15])
-    pad = torch.cat((torch.zeros(2, 3, dtype=torch.long), ids), dim=1)
-    mask = torch.cat((torch.zeros(2, 3, dtype=torch.long), torch.ones_like(ids)), dim=1)
-    with torch.no_grad():
-        torch.testing.assert_close(model(pad, attention_mask=mask).logits[:, 3:], full)
+    check_causal_cached_and_padded(model, ids)
 
 
 def test_conversion_of_a_pretrained_model_is_refused():

@@ -8,7 +8,7 @@ import torch
 
 from longpos.model import ForwardContext
 from longpos.positions.fox import FoXAttention, FoXGate
-from model_builders import cached_logits, full_logits, tiny_native, token_ids
+from model_builders import check_causal_cached_and_padded, tiny_native, token_ids
 
 
 def test_model_attention_equals_a_loop_reference_with_gradients():
@@ -51,15 +51,7 @@ def test_causal_cached_and_padded():
         with torch.no_grad():
             block.attn.assigner.gate.weight.normal_(0.0, 0.5, generator=torch.Generator())
     ids = token_ids(vocab=61, length=20)
-    full = full_logits(model, ids)
-    torch.testing.assert_close(cached_logits(model, ids, (4, 11)), full)
-    changed = ids.clone()
-    changed[:, 15:] = (changed[:, 15:] + 1) % 61
-    torch.testing.assert_close(full_logits(model, changed)[:, :15], full[:, :15])
-    pad = torch.cat((torch.zeros(2, 3, dtype=torch.long), ids), dim=1)
-    mask = torch.cat((torch.zeros(2, 3, dtype=torch.long), torch.ones_like(ids)), dim=1)
-    with torch.no_grad():
-        torch.testing.assert_close(model(pad, attention_mask=mask).logits[:, 3:], full)
+    check_causal_cached_and_padded(model, ids)
 
 
 def test_gate_starts_slow_and_conversion_is_refused():

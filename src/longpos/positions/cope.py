@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from longpos.positions.rope import PositionEncoding
+from longpos.positions.scores import grouped_scores
 
 COPE_MAX_POSITIONS = 512
 
@@ -65,19 +66,14 @@ class CoPEAttention(PositionEncoding):
         scale: float,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """q (B, H, T, D), k and v (B, H_kv, T_k, D) -> output (B, H, T, D), weights."""
-        groups = q.shape[1] // k.shape[1]
-        if groups > 1:  # query heads of a group share their key-value head
-            k = k.repeat_interleave(groups, dim=1)
-            v = v.repeat_interleave(groups, dim=1)
-        wide = torch.promote_types(q.dtype, torch.float32)
-        qw = q.to(wide)
-        scores = (qw @ k.to(wide).transpose(-1, -2)) * scale  # (B, H, T, T_k)
+        scores, k, v = grouped_scores(q, k, v, scale)  # (B, H, T, T_k)
+        qw = q.to(scores.dtype)
         pos = self.contextual_positions(scores, allowed)
         lower = pos.floor()
         frac = pos - lower
         lower_i = lower.long()
         upper_i = (lower_i + 1).clamp(max=self.n_positions - 1)
-        per_position = (qw @ self.table.to(wide)) * scale  # (B, H, T, n_pos): q . e[p]
+        per_position = (qw @ self.table.to(scores.dtype)) * scale  # (B, H, T, n_pos): q . e[p]
         bias = per_position.gather(-1, upper_i) * frac + per_position.gather(-1, lower_i) * (
             1 - frac
         )

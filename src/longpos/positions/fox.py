@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from longpos.positions.rope import PositionAssigner, PositionEncoding
+from longpos.positions.scores import grouped_scores
 
 FOX_GATE_BIAS = 3.0
 
@@ -78,13 +79,10 @@ class FoXAttention(PositionEncoding):
         """q (B, H, T, D), k (B, H_kv, T_k, D + 1), v (B, H_kv, T_k, D) -> output, weights."""
         keys, log_f = k[..., :-1], k[..., -1]  # (B, H_kv, T_k, D), (B, H_kv, T_k)
         groups = q.shape[1] // keys.shape[1]
-        if groups > 1:  # query heads of a group share their key-value head and its gates
-            keys = keys.repeat_interleave(groups, dim=1)
-            v = v.repeat_interleave(groups, dim=1)
+        scores, _, v = grouped_scores(q, keys, v, scale)  # (B, H, T, T_k)
+        if groups > 1:  # ... and the gates of their key-value head
             log_f = log_f.repeat_interleave(groups, dim=1)
-        wide = torch.promote_types(q.dtype, torch.float32)
-        scores = (q.to(wide) @ keys.to(wide).transpose(-1, -2)) * scale  # (B, H, T, T_k)
-        passed = log_f.to(wide)[:, :, None, :].masked_fill(~allowed, 0.0)  # (B, H, T, T_k)
+        passed = log_f.to(scores.dtype)[:, :, None, :].masked_fill(~allowed, 0.0)
         decay = passed.flip(-1).cumsum(-1).flip(-1) - passed  # sum over allowed l > j
         logits = (scores + decay).masked_fill(~allowed, float("-inf"))
         weights = logits.softmax(dim=-1)

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from longpos.positions.rope import PositionEncoding
+from longpos.positions.scores import grouped_scores
 
 
 def stick_breaking_weights(scores: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
@@ -51,11 +52,6 @@ class StickBreakingAttention(PositionEncoding):
         scale: float,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """q (B, H, T, D), k and v (B, H_kv, T_k, D) -> output (B, H, T, D), weights."""
-        groups = q.shape[1] // k.shape[1]
-        if groups > 1:  # query heads of a group share their key-value head
-            k = k.repeat_interleave(groups, dim=1)
-            v = v.repeat_interleave(groups, dim=1)
-        wide = torch.promote_types(q.dtype, torch.float32)  # bf16 scores would lose the stick
-        scores = (q.to(wide) @ k.to(wide).transpose(-1, -2)) * scale
+        scores, k, v = grouped_scores(q, k, v, scale)  # bf16 scores would lose the stick
         weights = stick_breaking_weights(scores, allowed)
         return (weights.to(v.dtype) @ v), weights
