@@ -22,7 +22,7 @@ forward. The paper trains from scratch, so converting a pretrained model to it i
 from __future__ import annotations
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from longpos.positions.rope import PositionEncoding
 from longpos.positions.scores import grouped_scores
@@ -58,13 +58,8 @@ class CoPEAttention(PositionEncoding):
         return counted.clamp(max=self.n_positions - 1)
 
     def attend(
-        self,
-        q: torch.Tensor,
-        k: torch.Tensor,
-        v: torch.Tensor,
-        allowed: torch.Tensor,
-        scale: float,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+        self, q: Tensor, k: Tensor, v: Tensor, allowed: Tensor, scale: float
+    ) -> tuple[Tensor, Tensor]:
         """q (B, H, T, D), k and v (B, H_kv, T_k, D) -> output (B, H, T, D), weights."""
         scores, k, v = grouped_scores(q, k, v, scale)  # (B, H, T, T_k)
         qw = q.to(scores.dtype)

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 
 from longpos.positions.rope import PositionAssigner, PositionEncoding
 from longpos.positions.scores import grouped_scores
@@ -69,13 +69,8 @@ class FoXAttention(PositionEncoding):
         return q, torch.cat((k, positions[..., None].to(k.dtype)), dim=-1)
 
     def attend(
-        self,
-        q: torch.Tensor,
-        k: torch.Tensor,
-        v: torch.Tensor,
-        allowed: torch.Tensor,
-        scale: float,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+        self, q: Tensor, k: Tensor, v: Tensor, allowed: Tensor, scale: float
+    ) -> tuple[Tensor, Tensor]:
         """q (B, H, T, D), k (B, H_kv, T_k, D + 1), v (B, H_kv, T_k, D) -> output, weights."""
         keys, log_f = k[..., :-1], k[..., -1]  # (B, H_kv, T_k, D), (B, H_kv, T_k)
         groups = q.shape[1] // keys.shape[1]

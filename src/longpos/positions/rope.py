@@ -27,7 +27,7 @@ from __future__ import annotations
 import dataclasses
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from longpos.positions.scaling import NoScaling, RopeConfig
 
@@ -367,12 +367,8 @@ class RotaryEncoding(PositionEncoding):
         return rotate
 
     def forward(
-        self,
-        q: torch.Tensor,
-        k: torch.Tensor,
-        positions: torch.Tensor,
-        seq_len: int | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+        self, q: Tensor, k: Tensor, positions: Tensor, seq_len: int | None = None
+    ) -> tuple[Tensor, Tensor]:
         # q: (B, H, T, D), k: (B, H_kv, T, D)
         # positions: (B, T) shared, or (B, H_kv, T) per key-value head. seq_len: the context
         # length a dynamic scaling follows (default: the largest position + 1).

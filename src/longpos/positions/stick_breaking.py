@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 
 from longpos.positions.rope import PositionEncoding
 from longpos.positions.scores import grouped_scores
@@ -44,13 +45,8 @@ class StickBreakingAttention(PositionEncoding):
         return q, k
 
     def attend(
-        self,
-        q: torch.Tensor,
-        k: torch.Tensor,
-        v: torch.Tensor,
-        allowed: torch.Tensor,
-        scale: float,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+        self, q: Tensor, k: Tensor, v: Tensor, allowed: Tensor, scale: float
+    ) -> tuple[Tensor, Tensor]:
         """q (B, H, T, D), k and v (B, H_kv, T_k, D) -> output (B, H, T, D), weights."""
         scores, k, v = grouped_scores(q, k, v, scale)  # bf16 scores would lose the stick
         weights = stick_breaking_weights(scores, allowed)

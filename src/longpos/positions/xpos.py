@@ -20,6 +20,7 @@ layer mechanically (the paper itself trains from scratch).
 from __future__ import annotations
 
 import torch
+from torch import Tensor
 
 from longpos.positions.rope import RotaryEncoding
 from longpos.positions.scaling import RopeConfig
@@ -61,12 +62,8 @@ class XPosEncoding(RotaryEncoding):
         return torch.cat((scale, scale), dim=-1)
 
     def forward(
-        self,
-        q: torch.Tensor,
-        k: torch.Tensor,
-        positions: torch.Tensor,
-        seq_len: int | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+        self, q: Tensor, k: Tensor, positions: Tensor, seq_len: int | None = None
+    ) -> tuple[Tensor, Tensor]:
         # q: (B, H, T, D), k: (B, H_kv, T, D); positions: (B, T) integer index
         if positions.dim() != 2:
             raise ValueError(f"xPos takes positions (B, T); got {tuple(positions.shape)}")
