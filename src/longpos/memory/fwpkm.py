@@ -72,6 +72,7 @@ from longpos.memory.pkm import (
     _check_choice,
     _check_float,
     _check_int,
+    _check_memory_shape,
     _normal_,
     _uniform_,
     init_linear_,
@@ -158,11 +159,7 @@ class FwPKMConfig:
     and, in a model, of ``generate`` over the prompt."""
 
     def __post_init__(self) -> None:
-        if self.d_model is not None:
-            _check_int("d_model", self.d_model, 1)
-        _check_int("d_k", self.d_k, 2)
-        if self.d_k % 2:
-            raise ValueError(f"d_k must be even (it is split in two halves), got {self.d_k}")
+        _check_memory_shape(self.d_model, self.d_k)
         _check_int("d_v", self.d_v, 2)
         _check_int("sqrt_n", self.sqrt_n, 1)
         _check_int("heads", self.heads, 1)

@@ -128,6 +128,16 @@ def _check_int(name: str, value: Any, lo: int, hi: int | None = None) -> None:
         raise ValueError(f"{name} must be an integer {rng}, got {value!r}")
 
 
+def _check_memory_shape(d_model: int | None, d_k: int) -> None:
+    """The checks every product-key memory config shares: its width (None: the model's) and
+    an even query / key size (two halves for the product keys)."""
+    if d_model is not None:
+        _check_int("d_model", d_model, 1)
+    _check_int("d_k", d_k, 2)
+    if d_k % 2:
+        raise ValueError(f"d_k must be even (it is split in two halves), got {d_k}")
+
+
 def _check_float(name: str, value: Any, lo: float, *, strict: bool = False) -> None:
     ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
     if ok:
@@ -179,11 +189,7 @@ class PKMConfig:
     """Epsilon of the query normalisation."""
 
     def __post_init__(self) -> None:
-        if self.d_model is not None:
-            _check_int("d_model", self.d_model, 1)
-        _check_int("d_k", self.d_k, 2)
-        if self.d_k % 2:
-            raise ValueError(f"d_k must be even (it is split in two halves), got {self.d_k}")
+        _check_memory_shape(self.d_model, self.d_k)
         if self.d_v is not None:
             _check_int("d_v", self.d_v, 1)
         _check_int("sqrt_n", self.sqrt_n, 1)
