@@ -1,10 +1,10 @@
 """Shared layout of the token-level structured tasks (:mod:`~longpos.tasks.table_tokens`,
-:mod:`~longpos.tasks.graph_tokens`).
+:mod:`~longpos.tasks.graph_tokens`, :mod:`~longpos.tasks.order_tokens`).
 
 A sequence is ``[BOS] context questions``: the context is a list of equal-length *records*
-(table rows, graph edges) that each start with a marker and end with ``SEP``, with
-random-symbol filler between or after them; every question is ``QUERY .. ANS`` followed by a
-one-token answer.
+(table rows, graph edges, ordered-key records) that each start with a marker and end with
+``SEP``, with random-symbol filler between or after them; every question is ``QUERY .. ANS``
+(or ``QUERY ..`` with a task's ``answer_marker=False``) followed by a one-token answer.
 
 Token budget of a sequence of ``length`` tokens (``body = length - 1`` after ``BOS``):
 
@@ -48,15 +48,25 @@ def default_records(length: int, record_len: int, lo: int, hi: int) -> int:
 
 
 def budget(
-    task: str, length: int, num_records: int, record_len: int, qa_len: int, dense: bool
+    task: str,
+    length: int,
+    num_records: int,
+    record_len: int,
+    qa_len: int,
+    dense: bool,
+    max_questions: int | None = None,
 ) -> tuple[int, int]:
     """``(filler tokens, number of questions)`` for a sequence of exactly ``length`` tokens.
 
-    Raises :class:`TooShortError` when the records and one question do not fit.
+    ``max_questions`` caps the questions of a training (``dense``) sequence; the tokens they
+    leave go to the filler. Raises :class:`TooShortError` when the records and one question do
+    not fit.
     """
     body = length - 1
     records = num_records * record_len
     n_q = min(body - records, body - body // 2) // qa_len if dense else 1
+    if dense and max_questions is not None:
+        n_q = min(n_q, max_questions)
     filler = body - records - n_q * qa_len
     if n_q < 1 or filler < 0:
         need = 1 + records + qa_len
