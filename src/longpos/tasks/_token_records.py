@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from typing import Any, Protocol, TypeVar
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol, TypeVar
 
 from longpos.tasks.base import NeedleSpan, Sample, TaskSpec, derive_seed, register_task
 from longpos.tasks.fitting import TooShortError
@@ -112,6 +113,37 @@ class Layout(Protocol):
 
     ids: list[int]
     mask: list[bool]
+
+
+@dataclass
+class RecordsConfig:
+    """What the configs of the record tasks share (table, graph and order tokens): the symbolic
+    vocabulary, the ``ANS`` marker option and the question's length with or without it, and
+    the checks of the shared options. A config sets ``QA_LEN`` (its question's length with the
+    marker) and its own ``filler`` field."""
+
+    QA_LEN: ClassVar[int]
+
+    num_symbols: int = 512
+    """Content symbols (vocabulary = 16 markers + num_symbols); each task checks its minimum."""
+    answer_marker: bool = True
+    """End a question with ``ANS`` (the original layout); ``False``: the answer follows the
+    question's last key token directly, as a value follows its key in MQAR (the calibrated CPU
+    setting, ``benchmarks/results/calibration-cpu/``)."""
+
+    @property
+    def vocab(self) -> SymbolicVocab:
+        return SymbolicVocab(self.num_symbols)
+
+    @property
+    def qa_len(self) -> int:
+        """The question with its ``ANS`` marker, or one token shorter without it."""
+        return self.QA_LEN if self.answer_marker else self.QA_LEN - 1
+
+    def check_records_options(self, task: str) -> None:
+        check_filler(task, getattr(self, "filler"))  # noqa: B009 (each task's own field)
+        if not isinstance(self.answer_marker, bool):
+            raise ValueError(f"{task}: answer_marker must be a bool, got {self.answer_marker!r}")
 
 
 def check_filler(task: str, mode: Any) -> None:

@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from longpos.tasks import _token_records as rec
 from longpos.tasks.base import NeedleSpan
@@ -58,7 +58,6 @@ from longpos.tasks.symbolic import (
     KEY,
     QUERY,
     SEP,
-    SymbolicVocab,
     check_num_symbols,
 )
 
@@ -73,11 +72,11 @@ MIN_CYCLE = 3
 
 
 @dataclass
-class GraphTokensConfig:
+class GraphTokensConfig(rec.RecordsConfig):
     """Options of ``graph_tokens``."""
 
-    num_symbols: int = 512
-    """Content symbols (vocabulary = 16 markers + num_symbols)."""
+    QA_LEN: ClassVar[int] = QA_LEN
+
     nodes: int | None = None
     """Nodes (= edges); ``None``: about half the sequence, ``((length - 1) // 2) // 4`` nodes
     (at least 3, at most ``num_symbols``); an int fixes the graph at every length."""
@@ -86,10 +85,6 @@ class GraphTokensConfig:
     filler: str = "between"
     """Where the random-symbol filler goes: ``between`` the edges (scattered at random) or
     ``after`` the edge list (one block before the question)."""
-    answer_marker: bool = True
-    """End a question with ``ANS`` (``QUERY a ANS b``, the original layout); ``False``:
-    ``QUERY a b``, the answer follows the asked node directly, as a value follows its key in
-    MQAR (the calibrated CPU setting; see the module docstring)."""
 
     def __post_init__(self) -> None:
         check_num_symbols(self.num_symbols, 8, NAME)
@@ -102,20 +97,7 @@ class GraphTokensConfig:
             )
         if self.hops not in (1, 2) or isinstance(self.hops, bool):
             raise ValueError(f"graph_tokens: hops must be 1 or 2, got {self.hops!r}")
-        rec.check_filler(NAME, self.filler)
-        if not isinstance(self.answer_marker, bool):
-            raise ValueError(
-                f"graph_tokens: answer_marker must be a bool, got {self.answer_marker!r}"
-            )
-
-    @property
-    def vocab(self) -> SymbolicVocab:
-        return SymbolicVocab(self.num_symbols)
-
-    @property
-    def qa_len(self) -> int:
-        """``QUERY a ANS b`` (4) or ``QUERY a b`` (3)."""
-        return QA_LEN if self.answer_marker else QA_LEN - 1
+        self.check_records_options(NAME)
 
     def nodes_for(self, length: int) -> int:
         if self.nodes is not None:

@@ -68,7 +68,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from longpos.tasks import _token_records as rec
 from longpos.tasks.base import NeedleSpan
@@ -78,7 +78,6 @@ from longpos.tasks.symbolic import (
     KEY,
     QUERY,
     SEP,
-    SymbolicVocab,
     check_num_symbols,
 )
 
@@ -92,11 +91,11 @@ QA_LEN = 5
 
 
 @dataclass
-class OrderTokensConfig:
+class OrderTokensConfig(rec.RecordsConfig):
     """Options of ``order_tokens``."""
 
-    num_symbols: int = 512
-    """Content symbols (vocabulary = 16 markers + num_symbols), at least 16."""
+    QA_LEN: ClassVar[int] = QA_LEN
+
     key_symbols: int = 3
     """Distinct key symbols per sample, K in [2, 8]: the records are all K (K - 1) ordered
     pairs of them (K = 3: 6 records)."""
@@ -106,9 +105,6 @@ class OrderTokensConfig:
     max_questions: int | None = None
     """Cap on the questions of a training sequence (``None``: as many as fit in half the
     sequence); fewer questions leave more filler, closer to the eval layout (one question)."""
-    answer_marker: bool = True
-    """End a question with ``ANS`` (``QUERY a b ANS v``); ``False``: ``QUERY a b v``, the
-    answer follows the key directly, as in the record."""
 
     def __post_init__(self) -> None:
         check_num_symbols(self.num_symbols, 16, NAME)
@@ -126,17 +122,7 @@ class OrderTokensConfig:
         q = self.max_questions
         if q is not None and (not isinstance(q, int) or isinstance(q, bool) or q < 1):
             raise ValueError(f"{NAME}: max_questions must be None or an int >= 1, got {q!r}")
-        if not isinstance(self.answer_marker, bool):
-            raise ValueError(f"{NAME}: answer_marker must be a bool, got {self.answer_marker!r}")
-
-    @property
-    def vocab(self) -> SymbolicVocab:
-        return SymbolicVocab(self.num_symbols)
-
-    @property
-    def qa_len(self) -> int:
-        """``QUERY a b ANS v`` (5) or ``QUERY a b v`` (4)."""
-        return QA_LEN if self.answer_marker else QA_LEN - 1
+        self.check_records_options(NAME)
 
     @property
     def records(self) -> int:

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from longpos.tasks import _token_records as rec
 from longpos.tasks.base import NeedleSpan
@@ -48,7 +48,6 @@ from longpos.tasks.symbolic import (
     KEY,
     QUERY,
     SEP,
-    SymbolicVocab,
     check_num_symbols,
 )
 
@@ -62,11 +61,11 @@ QA_LEN = 5
 
 
 @dataclass
-class TableTokensConfig:
+class TableTokensConfig(rec.RecordsConfig):
     """Options of ``table_tokens``."""
 
-    num_symbols: int = 512
-    """Content symbols (vocabulary = 16 markers + num_symbols), at least 32."""
+    QA_LEN: ClassVar[int] = QA_LEN
+
     rows: int | None = None
     """Table rows; ``None``: about half the sequence, ``((length - 1) // 2) // (3 + 2 * cols)``
     rows (at most ``num_symbols // 2 - 8``); an int fixes the table at every length."""
@@ -75,9 +74,6 @@ class TableTokensConfig:
     filler: str = "between"
     """Where the random-symbol filler goes: ``between`` the rows (scattered at random) or
     ``after`` the table (one block before the question)."""
-    answer_marker: bool = True
-    """End a question with ``ANS`` (``QUERY r c ANS v``, the original layout); ``False``:
-    ``QUERY r c v``, the answer follows the column id directly, as in the row."""
 
     def __post_init__(self) -> None:
         check_num_symbols(self.num_symbols, 32, NAME)
@@ -90,20 +86,7 @@ class TableTokensConfig:
                 f"table_tokens: rows must be None or an int in [1, num_symbols // 2 - 8 = "
                 f"{self.max_rows}], got {self.rows!r}"
             )
-        rec.check_filler(NAME, self.filler)
-        if not isinstance(self.answer_marker, bool):
-            raise ValueError(
-                f"table_tokens: answer_marker must be a bool, got {self.answer_marker!r}"
-            )
-
-    @property
-    def vocab(self) -> SymbolicVocab:
-        return SymbolicVocab(self.num_symbols)
-
-    @property
-    def qa_len(self) -> int:
-        """``QUERY r c ANS v`` (5) or ``QUERY r c v`` (4)."""
-        return QA_LEN if self.answer_marker else QA_LEN - 1
+        self.check_records_options(NAME)
 
     @property
     def max_rows(self) -> int:
