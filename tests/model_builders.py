@@ -275,3 +275,28 @@ def check_causal_cached_and_padded(model: LongposLM, ids: torch.Tensor) -> torch
     with torch.no_grad():
         torch.testing.assert_close(model(pad, attention_mask=mask).logits[:, 3:], full)
     return full
+
+
+def loop_softmax_attention(q, k, v, bias, scale: float) -> torch.Tensor:
+    """softmax_j(q_i . k_j * scale + bias(h, i, j)) over j <= i, one query at a time: the slow
+    reference for the additive-bias techniques (q, k, v: (B, H, T, D))."""
+    bsz, heads, seq, _ = q.shape
+    out = torch.zeros_like(q)
+    for b in range(bsz):
+        for h in range(heads):
+            for i in range(seq):
+                logits = torch.stack(
+                    [q[b, h, i] @ k[b, h, j] * scale + bias(h, i, j) for j in range(i + 1)]
+                )
+                weights = logits.softmax(0)
+                out[b, h, i] = sum(weights[j] * v[b, h, j] for j in range(i + 1))
+    return out
+
+
+def assert_same_gradients(out, ref, params, **tolerance: float) -> list[torch.Tensor]:
+    """d(sum out^2) and d(sum ref^2) agree for every tensor of ``params``; returns the first."""
+    got = torch.autograd.grad(out.square().sum(), params)
+    want = torch.autograd.grad(ref.square().sum(), params)
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b, **tolerance)
+    return list(got)

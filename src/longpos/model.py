@@ -469,8 +469,9 @@ class LongposLM(nn.Module):
             and float(torch.rand((), generator=self.pswa_generator)) < pswa
         ):
             window = self.config.memory.window
-        cached_index = cache.key_index if cache is not None else None
-        key_index = index if cached_index is None else torch.cat((cached_index, index), dim=1)
+        key_index = index  # every key's position: kept only while a layer adds a logit bias
+        if cache is not None and cache.key_index is not None and self.uses_logit_bias:
+            key_index = torch.cat((cache.key_index, index), dim=1)
         ctx = ForwardContext(index, key_index, key_padding, window, rotation, return_attention)
         if memory is not None:
             reading = ForwardContext(index, index, key_padding, window, rotation)  # no cache
@@ -490,7 +491,7 @@ class LongposLM(nn.Module):
                 attentions.append(probs)
         if cache is not None:
             cache.advance(seq)
-            cache.key_index = key_index
+            cache.key_index = key_index if self.uses_logit_bias else None
             if memory is not None:
                 cache.memory = memory
         hidden = self.norm(x)
@@ -502,6 +503,12 @@ class LongposLM(nn.Module):
             hidden=hidden,
             memory=memory if memory is not None else [],
         )
+
+    @property
+    def uses_logit_bias(self) -> bool:
+        """Whether any layer's encoding adds a bias from key positions (then the cache keeps
+        them; otherwise decoding does not pay for it)."""
+        return any(hasattr(cast(Block, block).attn.encoding, "logit_bias") for block in self.blocks)
 
     def index_rotation(self, index: torch.Tensor) -> IndexRotation | None:
         """The model's integer RoPE for positions ``index (B, T)``, with cos/sin computed once

@@ -8,7 +8,14 @@ import pytest
 import torch
 
 from longpos.positions.alibi import ALiBiEncoding, alibi_slopes
-from model_builders import check_causal_cached_and_padded, full_logits, tiny_native, token_ids
+from model_builders import (
+    assert_same_gradients,
+    check_causal_cached_and_padded,
+    full_logits,
+    loop_softmax_attention,
+    tiny_native,
+    token_ids,
+)
 
 
 def test_slopes_follow_the_paper():
@@ -19,21 +26,6 @@ def test_slopes_follow_the_paper():
     torch.testing.assert_close(alibi_slopes(6), torch.tensor(four + [2.0**-1, 2.0**-3]))
     with pytest.raises(ValueError):
         alibi_slopes(0)
-
-
-def naive_attention(q, k, v, slopes, scale):
-    """softmax_j(q_i . k_j * scale - m_h (i - j)) over j <= i, one query at a time."""
-    bsz, heads, seq, dim = q.shape
-    out = torch.zeros_like(q)
-    for b in range(bsz):
-        for h in range(heads):
-            for i in range(seq):
-                logits = torch.stack(
-                    [q[b, h, i] @ k[b, h, j] * scale - slopes[h] * (i - j) for j in range(i + 1)]
-                )
-                weights = logits.softmax(0)
-                out[b, h, i] = sum(weights[j] * v[b, h, j] for j in range(i + 1))
-    return out
 
 
 def test_model_attention_equals_the_loop_reference_with_gradients():
@@ -48,12 +40,11 @@ def test_model_attention_equals_the_loop_reference_with_gradients():
     q = attn.q_proj(x).view(2, 9, 4, 8).transpose(1, 2)
     k = attn.k_proj(x).view(2, 9, 4, 8).transpose(1, 2)
     v = attn.v_proj(x).view(2, 9, 4, 8).transpose(1, 2)
-    ref = naive_attention(q, k, v, alibi_slopes(4).double(), 1 / math.sqrt(8))
+    slopes = alibi_slopes(4).double()
+    ref = loop_softmax_attention(q, k, v, lambda h, i, j: -slopes[h] * (i - j), 1 / math.sqrt(8))
     ref = attn.o_proj(ref.transpose(1, 2).reshape(2, 9, 32))
     torch.testing.assert_close(out, ref)
-    g1 = torch.autograd.grad(out.square().sum(), x)[0]
-    g2 = torch.autograd.grad(ref.square().sum(), x)[0]
-    torch.testing.assert_close(g1, g2)
+    assert_same_gradients(out, ref, [x])
 
 
 def test_causal_cached_and_padded():
@@ -64,15 +55,3 @@ def test_causal_cached_and_padded():
     nope = tiny_native(plan="nope").double()
     nope.load_state_dict(model.state_dict())
     assert (full_logits(nope, ids) - full).abs().max() > 1e-4
-
-
-def test_conversion_of_a_pretrained_model_is_refused():
-    hf = pytest.importorskip("longpos.hf")
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).parents[1] / "hf"))
-    from hf_helpers import tiny_model
-
-    with pytest.raises(ValueError, match=r"\['alibi'\] cannot be put into a pretrained model"):
-        hf.apply_longpos(tiny_model("llama"), "alibi")

@@ -13,8 +13,8 @@ from transformers import LlamaForCausalLM
 
 from longpos import surgery
 from longpos.cli import model_defaults
+from longpos.hf import apply_longpos, position_plan
 from longpos.hf import layer_plan as hf_layer_plan
-from longpos.hf import position_plan
 from longpos.positions.repo import RePoAssigner, RePoConfig
 from longpos.positions.scaling import RopeConfig
 from longpos.positions.techniques import TECHNIQUE_NAMES, TECHNIQUES
@@ -33,6 +33,7 @@ from model_builders import (
     llama_config,
     native_config,
     native_model,
+    stock_llama,
     token_ids,
     twins,
 )
@@ -503,3 +504,13 @@ def test_cli_hf_reports_added_norms_as_fresh(llama_folder, options):
     assert {f"model.layers.{i}.self_attn.{c}_norm.weight" for i in range(3) for c in "qk"} <= set(
         fresh
     )
+
+
+# ------------------------------------------------------------------ peers: native only
+@pytest.mark.parametrize("name", [n for n, t in TECHNIQUES.items() if not t.converts_pretrained])
+def test_converting_a_pretrained_model_to_a_native_only_peer_is_refused(name):
+    """Peers whose papers train from scratch (ALiBi, FIRE, PoPE, CoPE, FoX, stick-breaking,
+    the NoPE query temperature) are refused by the HF conversion, in any layer."""
+    stock = stock_llama(native_config())
+    with pytest.raises(ValueError, match=rf"\['{name}'\] cannot be put into a pretrained model"):
+        apply_longpos(stock, f"rope,{name},rope")

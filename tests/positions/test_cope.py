@@ -8,7 +8,12 @@ import torch
 
 from longpos.model import ForwardContext
 from longpos.positions.cope import CoPEAttention
-from model_builders import check_causal_cached_and_padded, tiny_native, token_ids
+from model_builders import (
+    assert_same_gradients,
+    check_causal_cached_and_padded,
+    tiny_native,
+    token_ids,
+)
 
 
 def test_positions_count_the_gates_up_to_the_query():
@@ -54,12 +59,7 @@ def test_model_attention_equals_a_loop_reference_with_gradients():
     ref = attn.o_proj(ref.transpose(1, 2).reshape(2, 7, 32))
     torch.testing.assert_close(out, ref)
     params = [x, cope.table]
-    for a, b in zip(
-        torch.autograd.grad(out.square().sum(), params),
-        torch.autograd.grad(ref.square().sum(), params),
-        strict=True,
-    ):
-        torch.testing.assert_close(a, b)
+    assert_same_gradients(out, ref, params)
 
 
 def test_causal_cached_and_padded():
@@ -69,15 +69,3 @@ def test_causal_cached_and_padded():
             block.attn.encoding.table.mul_(50)
     ids = token_ids(vocab=61, length=20)
     check_causal_cached_and_padded(model, ids)
-
-
-def test_conversion_of_a_pretrained_model_is_refused():
-    hf = pytest.importorskip("longpos.hf")
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).parents[1] / "hf"))
-    from hf_helpers import tiny_model
-
-    with pytest.raises(ValueError, match=r"\['cope'\] cannot be put"):
-        hf.apply_longpos(tiny_model("llama"), "cope")

@@ -9,7 +9,13 @@ import torch
 
 from longpos.model import ForwardContext
 from longpos.positions.fire import FIREEncoding
-from model_builders import check_causal_cached_and_padded, tiny_native, token_ids
+from model_builders import (
+    assert_same_gradients,
+    check_causal_cached_and_padded,
+    loop_softmax_attention,
+    tiny_native,
+    token_ids,
+)
 
 
 def test_interpolated_distance_follows_the_formula():
@@ -27,20 +33,6 @@ def test_interpolated_distance_follows_the_formula():
             want = math.log(c * d + 1) / math.log(c * max(L, i) + 1)
             assert float(got[a, b]) == pytest.approx(want, rel=1e-5)
     assert float(got.max()) <= 1.0 + 1e-6  # every distance lands in [0, 1]
-
-
-def naive_attention(q, k, v, bias, scale):
-    bsz, heads, seq, _ = q.shape
-    out = torch.zeros_like(q)
-    for b in range(bsz):
-        for h in range(heads):
-            for i in range(seq):
-                logits = torch.stack(
-                    [q[b, h, i] @ k[b, h, j] * scale + bias(h, i, j) for j in range(i + 1)]
-                )
-                weights = logits.softmax(0)
-                out[b, h, i] = sum(weights[j] * v[b, h, j] for j in range(i + 1))
-    return out
 
 
 def test_model_attention_equals_the_loop_reference_with_gradients():
@@ -63,15 +55,12 @@ def test_model_attention_equals_the_loop_reference_with_gradients():
     k = attn.k_proj(x).view(2, 9, 4, 8).transpose(1, 2)
     v = attn.v_proj(x).view(2, 9, 4, 8).transpose(1, 2)
     ref = attn.o_proj(
-        naive_attention(q, k, v, bias, 1 / math.sqrt(8)).transpose(1, 2).reshape(2, 9, 32)
+        loop_softmax_attention(q, k, v, bias, 1 / math.sqrt(8)).transpose(1, 2).reshape(2, 9, 32)
     )
     # the bias is computed in float32 (like RoPE's angles), the reference in float64
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
     params = [x, enc.raw_c, enc.raw_threshold, enc.mlp_in.weight, enc.mlp_out.weight]
-    g1 = torch.autograd.grad(out.square().sum(), params)
-    g2 = torch.autograd.grad(ref.square().sum(), params)
-    for a, b in zip(g1, g2, strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+    g1 = assert_same_gradients(out, ref, params, rtol=1e-4, atol=1e-6)
     assert float(g1[1].abs()) > 0  # c is learned
 
 
@@ -82,15 +71,3 @@ def test_causal_cached_and_padded():
             block.attn.encoding.mlp_out.weight.mul_(50)
     ids = token_ids(vocab=61, length=20)
     check_causal_cached_and_padded(model, ids)
-
-
-def test_conversion_of_a_pretrained_model_is_refused():
-    hf = pytest.importorskip("longpos.hf")
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).parents[1] / "hf"))
-    from hf_helpers import tiny_model
-
-    with pytest.raises(ValueError, match=r"\['fire'\] cannot be put into a pretrained model"):
-        hf.apply_longpos(tiny_model("llama"), "rope,fire,rope")

@@ -3,12 +3,16 @@
 
 import math
 
-import pytest
 import torch
 
 from longpos.model import ForwardContext
 from longpos.positions.fox import FoXAttention, FoXGate
-from model_builders import check_causal_cached_and_padded, tiny_native, token_ids
+from model_builders import (
+    assert_same_gradients,
+    check_causal_cached_and_padded,
+    tiny_native,
+    token_ids,
+)
 
 
 def test_model_attention_equals_a_loop_reference_with_gradients():
@@ -37,12 +41,7 @@ def test_model_attention_equals_a_loop_reference_with_gradients():
     ref = attn.o_proj(ref.transpose(1, 2).reshape(2, 7, 32))
     torch.testing.assert_close(out, ref)
     params = [x, attn.assigner.gate.weight, attn.assigner.gate.bias]
-    for a, b in zip(
-        torch.autograd.grad(out.square().sum(), params),
-        torch.autograd.grad(ref.square().sum(), params),
-        strict=True,
-    ):
-        torch.testing.assert_close(a, b)
+    assert_same_gradients(out, ref, params)
 
 
 def test_causal_cached_and_padded():
@@ -54,16 +53,7 @@ def test_causal_cached_and_padded():
     check_causal_cached_and_padded(model, ids)
 
 
-def test_gate_starts_slow_and_conversion_is_refused():
+def test_gate_starts_slow():
     gate = FoXGate(16, 2)
     f = gate(torch.zeros(1, 3, 16), torch.arange(3)[None]).exp()
     torch.testing.assert_close(f, torch.full_like(f, 1 / (1 + math.exp(-3.0))))
-    hf = pytest.importorskip("longpos.hf")
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).parents[1] / "hf"))
-    from hf_helpers import tiny_model
-
-    with pytest.raises(ValueError, match=r"\['fox'\] cannot be put"):
-        hf.apply_longpos(tiny_model("llama"), "fox")

@@ -53,15 +53,3 @@ def test_model_caches_and_learns_the_phase_offsets():
     out.square().mean().backward()
     delta = model.blocks[0].attn.encoding.delta
     assert delta.shape == (2, 8) and float(delta.grad.abs().sum()) > 0
-
-
-def test_conversion_of_a_pretrained_model_is_refused():
-    hf = pytest.importorskip("longpos.hf")
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).parents[1] / "hf"))
-    from hf_helpers import tiny_model
-
-    with pytest.raises(ValueError, match=r"\['pope'\] cannot be put into a pretrained model"):
-        hf.apply_longpos(tiny_model("llama"), "pope")

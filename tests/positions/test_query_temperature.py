@@ -43,18 +43,3 @@ def test_cached_decoding_equals_the_full_forward_past_the_floor():
     torch.testing.assert_close(cached_logits(model, ids, (5, 17)), full_logits(model, ids))
     plain = tiny_native(plan="nope_every_2").double()
     assert (full_logits(plain, ids) - full_logits(model, ids)).abs().max() > 1e-6
-
-
-def test_conversion_of_a_pretrained_model_is_refused():
-    from longpos.positions.techniques import TECHNIQUES
-
-    assert not TECHNIQUES["nope_temp"].converts_pretrained
-    hf = pytest.importorskip("longpos.hf")
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).parents[1] / "hf"))
-    from hf_helpers import tiny_model
-
-    with pytest.raises(ValueError, match="cannot be put into a pretrained model"):
-        hf.apply_longpos(tiny_model("llama"), "nope_every_2_temp")

@@ -8,7 +8,12 @@ import torch
 
 from longpos.model import ForwardContext
 from longpos.positions.stick_breaking import StickBreakingAttention, stick_breaking_weights
-from model_builders import check_causal_cached_and_padded, tiny_native, token_ids
+from model_builders import (
+    assert_same_gradients,
+    check_causal_cached_and_padded,
+    tiny_native,
+    token_ids,
+)
 
 
 def test_weights_equal_the_loop_definition():
@@ -48,9 +53,7 @@ def test_model_attention_equals_a_loop_reference_with_gradients():
             rest = rest * (1 - beta)
     ref = attn.o_proj(ref.transpose(1, 2).reshape(2, 7, 32))
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)  # weights in float32
-    g1 = torch.autograd.grad(out.square().sum(), x)[0]
-    g2 = torch.autograd.grad(ref.square().sum(), x)[0]
-    torch.testing.assert_close(g1, g2, rtol=1e-4, atol=1e-6)
+    assert_same_gradients(out, ref, [x], rtol=1e-4, atol=1e-6)
 
 
 def test_causal_cached_padded_and_attention_weights():
@@ -60,15 +63,3 @@ def test_causal_cached_padded_and_attention_weights():
     with torch.no_grad():
         weights = model(ids, return_attention=True).attentions[0]
     assert weights.shape == (2, 4, 20, 20) and bool((weights.triu(1) == 0).all())
-
-
-def test_conversion_of_a_pretrained_model_is_refused():
-    hf = pytest.importorskip("longpos.hf")
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).parents[1] / "hf"))
-    from hf_helpers import tiny_model
-
-    with pytest.raises(ValueError, match=r"\['stickbreaking'\] cannot be put"):
-        hf.apply_longpos(tiny_model("llama"), "stickbreaking")
