@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from longpos.demo import ALL_METHODS, DEMO_TASKS, DemoArgs, DemoPlan, run_demo
+from longpos.demo import ALL_METHODS, DEMO_TASKS, METHODS, DemoArgs, DemoPlan, run_demo
 from longpos.io import atomic_write_json, atomic_write_text
 
 
@@ -84,6 +84,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--tasks", nargs="+", default=list(DEMO_TASKS),
                         help="TASK or TASK:STEPS, among " + ", ".join(DEMO_TASKS))  # fmt: skip
+    parser.add_argument("--methods", default=",".join(METHODS),
+                        help="comma-separated, among " + ", ".join(ALL_METHODS))  # fmt: skip
     parser.add_argument("--samples", type=int, default=100)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--report-only", action="store_true",
@@ -108,13 +110,15 @@ def main() -> None:
             plan = DemoPlan(samples=args.samples, length_multipliers=(1, 2, 4, 8), task=task,
                             steps=steps)  # fmt: skip
             summary = run_demo(DemoArgs(out=out / task, seeds=args.seeds, workers=args.workers,
-                                        plan=plan))  # fmt: skip
+                                        methods=args.methods, plan=plan))  # fmt: skip
         combined[task] = summary
         sections += task_section(task, summary)
     steps_of = {t: combined[t]["setup"]["plan"]["steps"] for t, _ in tasks}
     command = f"python benchmarks/reproduce.py --out {args.out} --seeds {args.seeds} --tasks " + (
         " ".join(f"{t}:{s}" for t, s in steps_of.items())
     )
+    if args.methods != ",".join(METHODS):
+        command += f" --methods {args.methods}"
     text = "\n".join([
         "# Small-scale reproduction (CPU)",
         "",

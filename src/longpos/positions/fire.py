@@ -85,9 +85,19 @@ class FIREEncoding(PositionEncoding):
         return torch.log1p(c * distance) / torch.log1p(c * scale)
 
     def logit_bias(self, index: torch.Tensor, key_index: torch.Tensor) -> torch.Tensor:
-        """``f_theta(interpolated distance)`` -> ``(B, H, T, T_k)`` float32."""
+        """``f_theta(interpolated distance)`` -> ``(B, H, T, T_k)`` float32.
+
+        When every row has the same positions (training without padding), the MLP runs on
+        one row and the bias is broadcast over the batch."""
+        rows = index.shape[0]
+        if rows > 1 and _same_rows(index) and _same_rows(key_index):
+            return self.logit_bias(index[:1], key_index[:1]).expand(rows, -1, -1, -1)
         x = self.interpolated_distance(index, key_index)[..., None]  # (B, T, T_k, 1)
         with torch.autocast(device_type=x.device.type, enabled=False):
             hidden = F.relu(F.linear(x, self.mlp_in.weight.float(), self.mlp_in.bias.float()))
             bias = F.linear(hidden, self.mlp_out.weight.float(), self.mlp_out.bias.float())
         return bias.permute(0, 3, 1, 2)  # (B, H, T, T_k)
+
+
+def _same_rows(index: torch.Tensor) -> bool:
+    return bool(torch.equal(index, index[:1].expand_as(index)))
