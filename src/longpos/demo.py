@@ -48,7 +48,13 @@ PEERS: tuple[str, ...] = (
 )  # fmt: skip
 """Further methods ``--methods`` accepts: each a plan of the technique registry, trained the
 same way (``nope_every_2``: NoPE every second layer, the demo's 3 layers giving one)."""
-ALL_METHODS: tuple[str, ...] = METHODS + PEERS
+CONTINUED: tuple[str, ...] = ("repo_cpt",)
+"""Further methods derived from the RoPE run, on the same budget: ``repo_cpt`` is RePo as the
+paper trains it (arXiv 2512.14391): RoPE for the first ``cpt_fraction`` of the steps, then
+RePo layers added (:func:`longpos.surgery.set_plan`) and trained for the rest."""
+DERIVED: tuple[str, ...] = ("drope", *CONTINUED)
+"""Methods that start from a snapshot of the seed's RoPE run."""
+ALL_METHODS: tuple[str, ...] = METHODS + CONTINUED + PEERS
 DemoTask = Literal["mqar", "table_tokens", "graph_tokens", "order_tokens"]
 TASK: DemoTask = "mqar"
 TASK_OPTIONS: dict[str, Any] = dict(num_symbols=64, num_kv_pairs=8)
@@ -124,6 +130,8 @@ class DemoPlan:
     n_heads: int = 4
     samples: int = 100
     drop_fraction: float = 0.875
+    cpt_fraction: float = 0.5
+    """``repo_cpt``: the share of the steps trained as RoPE before the RePo layers are added."""
     length_multipliers: tuple[int, ...] = (1, 2, 4)
     """Evaluation lengths as multiples of the training length."""
     task: DemoTask = TASK
@@ -158,7 +166,8 @@ class DemoArgs:
     workers: int = 2
     """Parallel training processes (one thread each)."""
     methods: str = ",".join(METHODS)
-    """Comma-separated subset of rope, nope, r2n1, repo, drope."""
+    """Comma-separated methods: rope, nope, r2n1, repo, drope (the default), repo_cpt and the
+    peers (``PEERS``)."""
     steps: int | None = None
     """Override the calibrated number of training steps."""
     samples: int | None = None
@@ -182,6 +191,12 @@ def train_config(plan: DemoPlan, seed: int, steps: int) -> TrainConfig:
     )  # fmt: skip
 
 
+def derived_step(plan: DemoPlan, method: str) -> int:
+    """The RoPE step a derived method starts from (DroPE's drop, ``repo_cpt``'s switch)."""
+    fraction = plan.drop_fraction if method == "drope" else plan.cpt_fraction
+    return round(fraction * plan.steps)
+
+
 def vocab_size(plan: DemoPlan) -> int:
     from longpos.tasks.symbolic import vocab_for
 
@@ -193,7 +208,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     """Train (and for rope: also DroPE) one method / seed, then evaluate it."""
     from longpos.checkpoint import load_model
     from longpos.model import LongposLM
-    from longpos.surgery import drop_positions
+    from longpos.surgery import drop_positions, set_plan
     from longpos.train.loop import train
 
     torch.set_num_threads(1)
@@ -201,24 +216,29 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     method, seed, root = job["method"], job["seed"], Path(job["root"])
     start = time.perf_counter()
     vocab = vocab_size(plan)
-    technique = "rope" if method == "drope" else method
+    technique = "rope" if method in DERIVED else method
     cfg = model_config(plan, technique, vocab)
     run_dir = root / f"{method}-s{seed}"
     model = LongposLM(cfg, torch.Generator().manual_seed(seed))
     tcfg = train_config(plan, seed, plan.steps)
     done = [run_dir]
-    if method == "rope" and "drope" in job["with"]:
-        drop_step = round(plan.drop_fraction * plan.steps)
-        train(model, tcfg, run_dir, stop_after=drop_step, resume=False)
-        snapshot = load_model(run_dir / "checkpoint")
-        train(LongposLM(cfg), tcfg, run_dir)  # resumes from the checkpoint to the end
-        drop_dir = root / f"drope-s{seed}"
-        drop_positions(snapshot)
-        recal = train_config(plan, seed + 1000, plan.steps - drop_step)
-        train(snapshot, recal, drop_dir, resume=False)
-        done.append(drop_dir)
-    else:
+    derived = sorted((derived_step(plan, m), m) for m in DERIVED if m in job["with"])
+    if method != "rope" or not derived:
         train(model, tcfg, run_dir, resume=False)
+    for i, (stop, name) in enumerate(derived if method == "rope" else []):
+        # the RoPE run to this derived method's start (resuming after the first), a snapshot
+        train(model if i == 0 else LongposLM(cfg), tcfg, run_dir, stop_after=stop, resume=i > 0)
+        snapshot = load_model(run_dir / "checkpoint")
+        if name == "drope":
+            drop_positions(snapshot)
+        else:  # repo_cpt: RePo layers added to the RoPE model, fresh predictors
+            set_plan(snapshot, "repo", generator=torch.Generator().manual_seed(seed + 2000))
+        offset = 1000 if name == "drope" else 2000
+        rest = train_config(plan, seed + offset, plan.steps - stop)
+        train(snapshot, rest, root / f"{name}-s{seed}", resume=False)
+        done.append(root / f"{name}-s{seed}")
+    if method == "rope" and derived:
+        train(LongposLM(cfg), tcfg, run_dir)  # resumes from the checkpoint to the end
     for folder in done:
         evaluate_run(folder, plan, seed)
     return {"method": f"{method}-s{seed}", "seconds": round(time.perf_counter() - start, 1)}
@@ -281,17 +301,21 @@ def run_demo(args: DemoArgs) -> dict[str, Any]:
     jobs = []
     for seed in range(args.seeds):
         for method in methods:
-            if method == "drope":
+            if method in DERIVED:
                 continue
             jobs.append(dict(method=method, seed=seed, root=str(root), plan=asdict(plan),
                              **{"with": methods}))  # fmt: skip
-        if "drope" in methods and "rope" not in methods:
+        if any(m in DERIVED for m in methods) and "rope" not in methods:
             jobs.append(dict(method="rope", seed=seed, root=str(root), plan=asdict(plan),
                              **{"with": methods}))  # fmt: skip
     names = [f"{m}-s{s}" for s in range(args.seeds) for m in methods]
-    drop_step = round(plan.drop_fraction * plan.steps)
-    total = sum(plan.steps - drop_step if n.startswith("drope") else plan.steps for n in names)
-    if "drope" in methods and "rope" not in methods:
+    total = sum(
+        plan.steps - derived_step(plan, n.rsplit("-s", 1)[0])
+        if n.rsplit("-s", 1)[0] in DERIVED
+        else plan.steps
+        for n in names
+    )
+    if any(m in DERIVED for m in methods) and "rope" not in methods:
         total += args.seeds * plan.steps
     start = time.perf_counter()
     ctx = mp.get_context("spawn")
@@ -504,7 +528,8 @@ def write_outputs(out: Path, summary: dict[str, Any], plan: DemoPlan) -> None:
             f"- Models: {plan.n_layers} layers, width {plan.d_model}, {plan.n_heads} heads;"
             " RoPE, NoPE, R2N1 (NoPE in layer 2), RePo (RoPE in layer 0, RePo above), DroPE"
             f" (the RoPE run dropped at {plan.drop_fraction:.1%} of its steps and recalibrated"
-            " at L for the rest).",
+            " at L for the rest); repo_cpt, when run: the RoPE run's snapshot at"
+            f" {plan.cpt_fraction:.0%} of its steps with RePo layers added, trained for the rest.",
             f"- Budget per method: {plan.steps} steps x {plan.batch_size} sequences of"
             f" {plan.length} tokens, AdamW lr {plan.lr}, cosine; {setup['wall_seconds']} s wall"
             f" in total with {setup['workers']} worker process(es).",
@@ -523,11 +548,11 @@ def write_outputs(out: Path, summary: dict[str, Any], plan: DemoPlan) -> None:
         curves, out / "accuracy_vs_length.png", TASK_TITLES[plan.task],
         train_length=plan.length,
     )  # fmt: skip
-    write_learning_curves(out, list(acc), round(plan.drop_fraction * plan.steps))
+    write_learning_curves(out, list(acc), {m: derived_step(plan, m) for m in DERIVED})
     write_positions_page(out, plan)
 
 
-def write_learning_curves(out: Path, methods: list[str], drop_step: int) -> None:
+def write_learning_curves(out: Path, methods: list[str], starts: dict[str, int]) -> None:
     """Training answer accuracy (teacher-forced, dense questions) against step, seed 0."""
     from longpos.viz.plots import _pyplot, save_figure
 
@@ -539,7 +564,7 @@ def write_learning_curves(out: Path, methods: list[str], drop_step: int) -> None
             continue
         rows = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
         pts = [(r["step"], 100 * r["answer_acc"]) for r in rows if "answer_acc" in r]
-        offset = drop_step if method == "drope" else 0  # recalibration follows the drop
+        offset = starts.get(method, 0)  # a derived run follows its RoPE snapshot
         ax.plot([p[0] + offset for p in pts], [p[1] for p in pts], label=method)
     ax.set_xlabel("training step")
     ax.set_ylabel("answer accuracy, training batches (%)")

@@ -15,6 +15,9 @@ return the model.
   (context extension without retraining, the DroPE paper's baselines); each encoding decides
   whether it follows the scaling (RePo's ``apply_rope_scaling``).
 - :func:`scaled_rope`: the model's RoPE with a scaling over its training length.
+- :func:`set_plan`: a new per-layer position plan for a native model (RePo's continued
+  pretraining: RePo layers added to a RoPE model, as the paper trains it); layers whose
+  technique changes get fresh position modules, every other weight is kept.
 """
 
 from __future__ import annotations
@@ -23,12 +26,14 @@ import dataclasses
 from collections.abc import Iterable
 from typing import Any, cast
 
+import torch
 from torch import nn
 
 from longpos.model import Block, LongposLM, RMSNorm
 from longpos.plan import QK_NORMS
 from longpos.positions.rope import IndexAssigner, NoPE
 from longpos.positions.scaling import RopeConfig
+from longpos.positions.techniques import build_positions
 from longpos.positions.temperature import TemperatureConfig
 
 
@@ -134,3 +139,36 @@ def scaled_rope(model: nn.Module, scaling: str, factor: float) -> RopeConfig:
     """The model's RoPE with ``scaling`` by ``factor`` over its training length."""
     base = model_rope(model)
     return base.with_scaling(scaling, factor, training_length(model))
+
+
+def set_plan(
+    model: nn.Module,
+    plan: str,
+    repo_start: int | None = None,
+    generator: torch.Generator | None = None,
+) -> nn.Module:
+    """Give a native model the position ``plan`` (in place): each layer whose technique changes
+    gets that technique's assigner and encoding, initialised as in a new model (drawn from
+    ``generator``); attention, MLP and embedding weights are kept. RePo's recipe (arXiv
+    2512.14391) is ``set_plan(rope_model, "repo")`` and continued training. Hugging Face
+    models are converted with :func:`longpos.hf.apply_longpos` instead."""
+    native = _native(model)
+    if native is None:
+        raise ValueError(
+            "set_plan changes native longpos models; convert a Hugging Face model with "
+            "longpos.hf.apply_longpos (or `longpos convert`)"
+        )
+    new_cfg = dataclasses.replace(native.config, plan=plan, repo_start=repo_start)
+    techniques = new_cfg.layer_plan()
+    like = native.embed.weight
+    for block, name in zip(cast("Iterable[Block]", native.blocks), techniques, strict=True):
+        if block.technique == name:
+            continue
+        assigner, encoding = build_positions(name, new_cfg.layer_shape(), new_cfg)
+        for module in (assigner, encoding):
+            module.init_weights(generator)
+        block.attn.assigner = assigner.to(device=like.device, dtype=like.dtype)
+        block.attn.encoding = encoding.to(device=like.device, dtype=like.dtype)
+        block.technique = name
+    native.config = new_cfg
+    return native

@@ -127,3 +127,25 @@ def test_demo_runs_the_structured_tasks(tmp_path, task):
             .read_text().splitlines() if x.strip()]  # fmt: skip
     assert rows and all(r["task"] == task for r in rows)
     assert f"`{task}`" in (tmp_path / "report.md").read_text()
+
+
+def test_derived_methods_start_from_the_rope_run_and_leave_it_unchanged(tmp_path):
+    from safetensors.torch import load_file
+
+    common = ["demo", "--quick", "--steps", "16", "--samples", "2", "--workers", "1"]
+    main([*common, "--methods", "repo_cpt,drope", "--out", str(tmp_path / "derived")])
+    main([*common, "--methods", "rope", "--out", str(tmp_path / "plain")])
+    runs = tmp_path / "derived" / "runs"
+    config = json.loads((runs / "repo_cpt-s0" / "model" / "config.json").read_text())
+    assert config["model"]["plan"] == "repo"
+    steps = [json.loads(x)["step"] for x in (runs / "repo_cpt-s0" / "metrics.jsonl")
+             .read_text().splitlines() if x.strip()]  # fmt: skip
+    assert max(steps) == 8  # the other half of the budget: RoPE trained the first 8 steps
+    results = json.loads((tmp_path / "derived" / "results.json").read_text())
+    assert set(results["accuracy"]) == {"repo_cpt", "drope"}
+    # stopping the RoPE run at the snapshots (steps 8 and 14) and resuming changes nothing
+    with_stops = load_file(runs / "rope-s0" / "model" / "model.safetensors")
+    plain = load_file(tmp_path / "plain" / "runs" / "rope-s0" / "model" / "model.safetensors")
+    assert with_stops.keys() == plain.keys()
+    for name, tensor in plain.items():
+        assert torch.equal(with_stops[name], tensor), name
