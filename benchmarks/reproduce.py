@@ -25,8 +25,22 @@ from pathlib import Path
 
 import torch
 
+from longpos.analysis.patterns import analyze_patterns
+from longpos.analysis.placement import ORDERS, placement_report
+from longpos.checkpoint import load_model
 from longpos.demo import ALL_METHODS, DEMO_TASKS, METHODS, DemoArgs, DemoPlan, run_demo
+from longpos.eval.adapter import LongposEvalModel
+from longpos.eval.runner import run_eval
 from longpos.io import atomic_write_json, atomic_write_text
+from longpos.tasks.base import generate_sample
+
+NOISE_SHARE = 0.5
+"""Noisy-context evaluation: the share of filler tokens that copy a record's symbol (0 in
+training), at L and 4L, for the record tasks (``distractor_noise``)."""
+NOISE_TASKS = ("table_tokens", "graph_tokens", "order_tokens")
+REPO_METHODS = ("repo", "repo_cpt")
+LEARNED_SAMPLES = 20
+PATTERN_CHUNK = 16
 
 
 def table(summary: dict) -> str:
@@ -48,6 +62,90 @@ def table(summary: dict) -> str:
     return "\n".join(lines)
 
 
+def noisy_context(task_dir: Path, task: str, summary: dict, samples: int) -> dict | None:
+    """Every model of the task evaluated at L and 4L with ``distractor_noise`` filler."""
+    if task not in NOISE_TASKS:
+        return None
+    setup = summary["setup"]
+    base = summary["train_length"]
+    lengths = [base, 4 * base]
+    options = {**setup["task_options"], "distractor_noise": NOISE_SHARE}
+    accuracy = {}
+    for method in summary["accuracy"]:
+        per_length: dict[str, list[float]] = {str(n): [] for n in lengths}
+        for seed in range(setup["seeds"]):
+            run = task_dir / "runs" / f"{method}-s{seed}"
+            result = run_eval(
+                LongposEvalModel(load_model(run / "model")), [task], lengths, samples,
+                run / "eval-noise", seed=10_000 + seed, task_options={task: options},
+                progress=False, batch_size=16,
+            )  # fmt: skip
+            for n in lengths:
+                per_length[str(n)].append(result.scores[task][n] / 100)
+        accuracy[method] = per_length
+    return {"distractor_noise": NOISE_SHARE, "lengths": lengths, "accuracy": accuracy}
+
+
+def repo_learned(task_dir: Path, task: str, summary: dict) -> list[dict]:
+    """What each RePo run's positions look like at L and 4L (patterns, spans, placement)."""
+    setup = summary["setup"]
+    base = summary["train_length"]
+    rows = []
+    for method in [m for m in REPO_METHODS if m in summary["accuracy"]]:
+        for seed in range(setup["seeds"]):
+            model = load_model(task_dir / "runs" / f"{method}-s{seed}" / "model")
+            for n in (base, 4 * base):
+                samples = [
+                    generate_sample(task, n, seed=20_000 + i, **setup["task_options"])
+                    for i in range(LEARNED_SAMPLES)
+                ]
+                patterns = analyze_patterns(model, samples, chunk=PATTERN_CHUNK).shares
+                place = placement_report(model, samples)
+                rows.append({"run": f"{method}-s{seed}", "length": n, "patterns": patterns,
+                             **{k: place[k] for k in ("span_ratio", "order_shares",
+                                                      "filler_offset", "filler_std",
+                                                      "record_std")}})  # fmt: skip
+    return rows
+
+
+def noisy_table(noisy: dict, summary: dict) -> list[str]:
+    lengths = noisy["lengths"]
+    base = summary["train_length"]
+    head = " | ".join(f"{n // base}L clean | {n // base}L noisy" for n in lengths)
+    lines = [f"| method | {head} |", "|---" * (2 * len(lengths) + 1) + "|"]
+    for method in [m for m in ALL_METHODS if m in noisy["accuracy"]]:
+        cells = []
+        for n in lengths:
+            clean = [100 * v for v in summary["accuracy"][method][str(n)]["per_seed"]]
+            noise = [100 * v for v in noisy["accuracy"][method][str(n)]]
+            cells += [spread(clean), spread(noise)]
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def spread(values: list[float]) -> str:
+    return f"{statistics.mean(values):.1f} ({min(values):.0f}..{max(values):.0f})"
+
+
+def learned_table(rows: list[dict], base: int) -> list[str]:
+    lines = [
+        "| run | length | constant / monotonic / hybrid / irregular (%) | z span / index span"
+        " | records ordered / reversed / collapsed / mixed (%) | filler offset | filler sd"
+        " / record sd |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        p = r["patterns"]
+        pats = " / ".join(f"{100 * p[c]:.0f}" for c in ("constant", "monotonic", "hybrid",
+                                                      "irregular"))  # fmt: skip
+        orders = " / ".join(f"{100 * r['order_shares'][o]:.0f}" for o in ORDERS)
+        lines.append(
+            f"| {r['run']} | {r['length'] // base}L | {pats} | {r['span_ratio']:.3f} | {orders}"
+            f" | {r['filler_offset']:+.2f} | {r['filler_std']:.2f} / {r['record_std']:.2f} |"
+        )
+    return lines
+
+
 def parse_task(text: str, default_steps: int) -> tuple[str, int]:
     name, _, steps = text.partition(":")
     if name not in DEMO_TASKS:
@@ -62,10 +160,10 @@ def task_section(task: str, summary: dict) -> list[str]:
     plan = setup["plan"]
     steps = plan["steps"]
     chance = summary["chance"]
-    return [
+    lines = [
         f"## `{task}`",
         "",
-        f"Options `{json.dumps(setup['task_options'])}`; {steps} steps x {plan['batch_size']}"
+        f"Options `{json.dumps(setup['task_options'], sort_keys=True)}`; {steps} steps x {plan['batch_size']}"
         f" x {plan['length']} tokens per method and seed; {setup['wall_seconds']} s wall.",
         "",
         "Accuracy (%) of greedy answers, mean over seeds (min..max):",
@@ -73,9 +171,37 @@ def task_section(task: str, summary: dict) -> list[str]:
         table(summary),
         "",
         f"Chance: {100 * chance['uniform_value']:.1f}% (random value), "
-        f"{100 * chance['copy_any_needle']:.1f}% (copy some record's value).",
+        f"{100 * chance['copy_any_needle']:.1f}% (copy some record's value)"
+        + (
+            f", {100 * chance['order_blind']:.0f}% (order-blind)."
+            if "order_blind" in chance
+            else "."
+        ),
         "",
     ]
+    noisy = summary.get("noisy_context")
+    if noisy:
+        lines += [
+            f"Noisy context: the same models with {100 * noisy['distractor_noise']:.0f}% of the"
+            " filler tokens replaced by copies of the records' symbols (training: none), beside"
+            " the clean samples; accuracy %, mean over seeds (min..max):",
+            "",
+            *noisy_table(noisy, summary),
+            "",
+        ]
+    learned = summary.get("repo_learned")
+    if learned:
+        lines += [
+            f"What RePo learned ({LEARNED_SAMPLES} samples per run and length; patterns in"
+            f" chunks of {PATTERN_CHUNK} tokens, `longpos.analysis.patterns`; placement,"
+            " `longpos.analysis.placement`: record order by each record's mean z, filler"
+            " offset = (mean z of filler - mean z of records) / span, z spans averaged over"
+            " learned heads):",
+            "",
+            *learned_table(learned, summary["train_length"]),
+            "",
+        ]
+    return lines
 
 
 def main() -> None:
@@ -101,8 +227,8 @@ def main() -> None:
     out = Path(args.out)
     sections, combined = [], {}
     for task, steps in tasks:
+        path = out / task / "results.json"
         if args.report_only:
-            path = out / task / "results.json"
             if not path.exists():
                 parser.error(f"--report-only: {path} is missing; run {task} first")
             summary = json.loads(path.read_text())
@@ -111,6 +237,11 @@ def main() -> None:
                             steps=steps)  # fmt: skip
             summary = run_demo(DemoArgs(out=out / task, seeds=args.seeds, workers=args.workers,
                                         methods=args.methods, plan=plan))  # fmt: skip
+        if "noisy_context" not in summary:  # also for runs finished before these analyses
+            print(f"{task}: noisy-context evaluation and RePo's positions", flush=True)
+            summary["noisy_context"] = noisy_context(out / task, task, summary, args.samples)
+            summary["repo_learned"] = repo_learned(out / task, task, summary)
+            atomic_write_json(path, summary)
         combined[task] = summary
         sections += task_section(task, summary)
     steps_of = {t: combined[t]["setup"]["plan"]["steps"] for t, _ in tasks}

@@ -27,7 +27,7 @@ def test_record_spans_are_the_key_to_sep_runs():
     for a, b in records:
         assert s.prompt_ids[a] == KEY and s.prompt_ids[b - 1] == SEP
         assert lo <= a < b <= hi
-    assert all(r1[1] <= r2[0] for r1, r2 in zip(records, records[1:]))
+    assert all(r1[1] <= r2[0] for r1, r2 in zip(records, records[1:], strict=False))
 
 
 def test_mqar_records_are_the_leading_pairs():

@@ -33,6 +33,7 @@ from typing import Any, ClassVar, Protocol, TypeVar
 from longpos.tasks.base import NeedleSpan, Sample, TaskSpec, derive_seed, register_task
 from longpos.tasks.fitting import TooShortError
 from longpos.tasks.symbolic import (
+    NUM_MARKERS,
     ExampleFn,
     SymbolicVocab,
     register_token_example,
@@ -95,16 +96,34 @@ def gaps(rng: random.Random, num_records: int, filler: int, mode: str) -> list[i
 
 
 def render(
-    records: list[list[int]], gap_sizes: list[int], vocab: SymbolicVocab, rng: random.Random
+    records: list[list[int]],
+    gap_sizes: list[int],
+    vocab: SymbolicVocab,
+    rng: random.Random,
+    distractor_noise: float = 0.0,
 ) -> tuple[list[int], list[int]]:
-    """The context ids and the offset of each record in it; filler is i.i.d. random symbols."""
+    """The context ids and the offset of each record in it.
+
+    Filler is i.i.d. random symbols; with ``distractor_noise`` = p > 0 each filler token is,
+    with probability p, instead a copy of a random content symbol of the records (a key or a
+    value seen out of its record: noise a lookup by symbol alone is fooled by)."""
+    pool = [t for rec in records for t in rec if t >= NUM_MARKERS]
+
+    def filler(n: int) -> list[int]:
+        if distractor_noise <= 0:
+            return [vocab.any_sym(rng) for _ in range(n)]
+        return [
+            rng.choice(pool) if rng.random() < distractor_noise else vocab.any_sym(rng)
+            for _ in range(n)
+        ]
+
     out: list[int] = []
     starts: list[int] = []
     for rec, g in zip(records, gap_sizes[:-1], strict=True):
-        out += [vocab.any_sym(rng) for _ in range(g)]
+        out += filler(g)
         starts.append(len(out))
         out += rec
-    out += [vocab.any_sym(rng) for _ in range(gap_sizes[-1])]
+    out += filler(gap_sizes[-1])
     return out, starts
 
 
@@ -130,6 +149,9 @@ class RecordsConfig:
     """End a question with ``ANS`` (the original layout); ``False``: the answer follows the
     question's last key token directly, as a value follows its key in MQAR (the calibrated CPU
     setting, ``benchmarks/results/calibration-cpu/``)."""
+    distractor_noise: float = 0.0
+    """Share of filler tokens that copy a symbol of the records instead of a random symbol
+    (0 in training): the noisy-context evaluation of ``benchmarks/reproduce.py``."""
 
     @property
     def vocab(self) -> SymbolicVocab:
@@ -144,6 +166,9 @@ class RecordsConfig:
         check_filler(task, getattr(self, "filler"))  # noqa: B009 (each task's own field)
         if not isinstance(self.answer_marker, bool):
             raise ValueError(f"{task}: answer_marker must be a bool, got {self.answer_marker!r}")
+        share = self.distractor_noise
+        if isinstance(share, bool) or not isinstance(share, int | float) or not 0 <= share <= 1:
+            raise ValueError(f"{task}: distractor_noise must be in [0, 1], got {share!r}")
 
 
 def check_filler(task: str, mode: Any) -> None:

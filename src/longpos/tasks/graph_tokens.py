@@ -144,7 +144,9 @@ def _build(
     sources = list(nodes)
     rng.shuffle(sources)  # edge order
     edges = [[KEY, a, succ[a], SEP] for a in sources]
-    ctx, offs = rec.render(edges, rec.gaps(rng, n, filler, cfg.filler), v, rng)
+    ctx, offs = rec.render(
+        edges, rec.gaps(rng, n, filler, cfg.filler), v, rng, cfg.distractor_noise
+    )
     starts = {a: o + 1 for a, o in zip(sources, offs, strict=True)}
     ids = [BOS, *ctx]
     mask = [False] * len(ids)

@@ -155,7 +155,9 @@ def _build(
     rng.shuffle(keys)
     values = [v.sym(i) for i in rng.sample(range(half, v.num_symbols), n)]
     records = [[KEY, a, b, x, SEP] for (a, b), x in zip(keys, values, strict=True)]
-    ctx, starts = rec.render(records, rec.gaps(rng, n, filler, cfg.filler), v, rng)
+    ctx, starts = rec.render(
+        records, rec.gaps(rng, n, filler, cfg.filler), v, rng, cfg.distractor_noise
+    )
     ids = [BOS, *ctx]
     mask = [False] * len(ids)
     r = 0

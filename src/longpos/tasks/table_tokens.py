@@ -128,7 +128,9 @@ def _build(
         [KEY, k, *(t for c, x in zip(col_ids, row, strict=True) for t in (c, x)), SEP]
         for k, row in zip(keys, cells, strict=True)
     ]
-    ctx, starts = rec.render(rows, rec.gaps(rng, n_rows, filler, cfg.filler), v, rng)
+    ctx, starts = rec.render(
+        rows, rec.gaps(rng, n_rows, filler, cfg.filler), v, rng, cfg.distractor_noise
+    )
     ids = [BOS, *ctx]
     mask = [False] * len(ids)
     asked = (0, 0)
