@@ -310,3 +310,34 @@ def test_run_eval_mixture_options(tmp_path, hops):
     )  # fmt: skip
     assert res.scores["table_tokens"] == {64: 100.0, 128: 100.0}
     assert res.scores["graph_tokens"] == {64: 100.0, 128: 100.0}
+
+
+def test_table_row_key_per_cell_layout_answers_the_asked_cell():
+    from longpos.tasks.base import generate_sample
+    from longpos.tasks.symbolic import KEY, QUERY, SEP
+
+    opts = dict(num_symbols=64, rows=4, cols=2, filler="between", answer_marker=False,
+                row_key_per_cell=True)  # fmt: skip
+    for seed in range(20):
+        s = generate_sample("table_tokens", 96, seed=seed, **opts)
+        ids = s.prompt_ids
+        cells = {}
+        for t, tok in enumerate(ids):
+            if tok == KEY:
+                row = ids[t + 1 : ids.index(SEP, t)]
+                assert len(row) == 6 and row[1] == row[4]  # c0 r v0 c1 r v1: one row key
+                cells[(row[0], row[1])] = row[2]
+                cells[(row[3], row[4])] = row[5]
+        assert ids[-3] == QUERY
+        assert s.answer_ids == [[cells[(ids[-2], ids[-1])]]]
+        value = next(n for n in s.needles if n.role == "value")
+        key = next(n for n in s.needles if n.role == "key")
+        assert ids[value.token_start] == s.answer_ids[0][0]
+        assert key.token_start == value.token_start - 1 and ids[key.token_start] == ids[-1]
+
+
+def test_table_row_key_per_cell_must_be_a_bool():
+    from longpos.tasks.base import generate_sample
+
+    with pytest.raises(ValueError, match="row_key_per_cell"):
+        generate_sample("table_tokens", 64, seed=0, num_symbols=64, row_key_per_cell="yes")

@@ -19,6 +19,11 @@ Layout, with ``C = cols`` (here ``C = 2``)::
 - a question is ``QUERY r c ANS`` and its answer is the one cell value ``v`` of row ``r``,
   column ``c``; with ``answer_marker=False`` it is ``QUERY r c`` and the answer follows the
   column id directly (``QUERY r c v``), as the cell follows it in the row;
+- with ``row_key_per_cell=True`` every cell carries its row key: a row is ``KEY c0 r v_0 ..
+  c_{C-1} r v_{C-1} SEP`` (``2 + 3C`` tokens) and a question is ``QUERY c r ANS`` (``QUERY c
+  r`` without the marker), so the token before each value is its row key and the one before
+  that its column, the two-symbol key of ``order_tokens`` (the CPU calibration setting; see
+  ``benchmarks/results/calibration-cpu/``);
 - filler is i.i.d. random content symbols; ``filler="between"`` scatters it at random between
   the rows, ``filler="after"`` puts it in one block between the table and the questions.
 
@@ -74,9 +79,16 @@ class TableTokensConfig(rec.RecordsConfig):
     filler: str = "between"
     """Where the random-symbol filler goes: ``between`` the rows (scattered at random) or
     ``after`` the table (one block before the question)."""
+    row_key_per_cell: bool = False
+    """Repeat the row key before each cell value (``KEY c0 r v0 c1 r v1 SEP``) and ask
+    ``QUERY c r``; ``False``: the row key once, ``KEY r c0 v0 c1 v1 SEP``, and ``QUERY r c``."""
 
     def __post_init__(self) -> None:
         check_num_symbols(self.num_symbols, 32, NAME)
+        if not isinstance(self.row_key_per_cell, bool):
+            raise ValueError(
+                f"table_tokens: row_key_per_cell must be a bool, got {self.row_key_per_cell!r}"
+            )
         if not isinstance(self.cols, int) or not 1 <= self.cols <= MAX_COLS:
             raise ValueError(f"table_tokens: cols must be an int in [1, 8], got {self.cols!r}")
         if self.rows is not None and not (
@@ -95,7 +107,15 @@ class TableTokensConfig(rec.RecordsConfig):
 
     @property
     def row_len(self) -> int:
-        return 3 + 2 * self.cols
+        return 2 + 3 * self.cols if self.row_key_per_cell else 3 + 2 * self.cols
+
+    def cell(self, column: int, row_key: int, value: int) -> list[int]:
+        """One cell's tokens in a row."""
+        return [column, row_key, value] if self.row_key_per_cell else [column, value]
+
+    def value_offset(self, c: int) -> int:
+        """Offset of column ``c``'s value from the row's ``KEY``."""
+        return 3 + 3 * c if self.row_key_per_cell else 3 + 2 * c
 
     def rows_for(self, length: int) -> int:
         if self.rows is not None:
@@ -125,9 +145,10 @@ def _build(
     col_ids = [v.sym(j) for j in range(cfg.cols)]
     cells = [[v.value_sym(rng) for _ in range(cfg.cols)] for _ in range(n_rows)]
     rows = [
-        [KEY, k, *(t for c, x in zip(col_ids, row, strict=True) for t in (c, x)), SEP]
+        [KEY, *([] if cfg.row_key_per_cell else [k]),
+         *(t for c, x in zip(col_ids, row, strict=True) for t in cfg.cell(c, k, x)), SEP]
         for k, row in zip(keys, cells, strict=True)
-    ]
+    ]  # fmt: skip
     ctx, starts = rec.render(
         rows, rec.gaps(rng, n_rows, filler, cfg.filler), v, rng, cfg.distractor_noise
     )
@@ -140,7 +161,8 @@ def _build(
         else:
             r = rng.randrange(n_rows)
         c = rng.randrange(cfg.cols)
-        ids += [QUERY, keys[r], col_ids[c], *([ANS] if cfg.answer_marker else []), cells[r][c]]
+        key = [col_ids[c], keys[r]] if cfg.row_key_per_cell else [keys[r], col_ids[c]]
+        ids += [QUERY, *key, *([ANS] if cfg.answer_marker else []), cells[r][c]]
         mask += [False] * (cfg.qa_len - 1) + [True]
         asked = (r, c)
     return _Built(ids, mask, [s + 1 for s in starts], asked, filler)
@@ -158,10 +180,12 @@ def _describe(cfg: TableTokensConfig, b: _Built) -> tuple[float, list[NeedleSpan
     r, c = b.last
     s = b.starts[r]
     n_rows = len(b.starts)
+    value = s + cfg.value_offset(c)
+    key = value - 1 if cfg.row_key_per_cell else s + 1  # the row key nearest the value
     needles = [
         NeedleSpan("needle", "", -1, -1, s, s + cfg.row_len),
-        NeedleSpan("key", "", -1, -1, s + 1, s + 2),
-        NeedleSpan("value", "", -1, -1, s + 3 + 2 * c, s + 4 + 2 * c),
+        NeedleSpan("key", "", -1, -1, key, key + 1),
+        NeedleSpan("value", "", -1, -1, value, value + 1),
     ]
     meta = {"rows": n_rows, "cols": cfg.cols, "filler_tokens": b.filler, "row": r, "col": c}
     return r / max(1, n_rows - 1), needles, meta
