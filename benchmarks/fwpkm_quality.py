@@ -345,6 +345,11 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--out", default="benchmarks/results/fwpkm-quality.md")
     p.add_argument("--keep-runs", action="store_true", help="keep the training folders")
+    p.add_argument(
+        "--runs-dir",
+        default=None,
+        help="folder for the training runs (kept; default: a temporary folder, removed)",
+    )
     p.add_argument("--report-only", default=None, help="re-render the report of this JSON")
     args = p.parse_args()
     if args.report_only:
@@ -363,7 +368,12 @@ def main() -> None:
     args.mults = [int(m) for m in str(args.mults).split(",")]
     args.passes = [int(n) for n in str(args.passes).split(",")]
     variants = [v.strip() for v in args.variants.split(",")]
-    work = Path(tempfile.mkdtemp(prefix="fwpkm-quality-"))
+    if args.runs_dir:
+        work = Path(args.runs_dir)
+        work.mkdir(parents=True, exist_ok=True)
+        args.keep_runs = True
+    else:
+        work = Path(tempfile.mkdtemp(prefix="fwpkm-quality-"))
     jobs = [
         dict(variant=v, seed=s, args=vars(args), out=str(work / f"{v}-s{s}"))
         for s in args.seeds

@@ -39,6 +39,7 @@ NOISE_SHARE = 0.5
 training), at L and 4L, for the record tasks (``distractor_noise``)."""
 NOISE_TASKS = ("table_tokens", "graph_tokens", "order_tokens")
 REPO_METHODS = ("repo", "repo_cpt")
+CHANCE_NOTES = {"order_blind": "order-blind", "row_only": "right row, random column"}
 LEARNED_SAMPLES = 20
 PATTERN_CHUNK = 16
 
@@ -172,11 +173,10 @@ def task_section(task: str, summary: dict) -> list[str]:
         "",
         f"Chance: {100 * chance['uniform_value']:.1f}% (random value), "
         f"{100 * chance['copy_any_needle']:.1f}% (copy some record's value)"
-        + (
-            f", {100 * chance['order_blind']:.0f}% (order-blind)."
-            if "order_blind" in chance
-            else "."
-        ),
+        + "".join(
+            f", {100 * chance[k]:.0f}% ({text})" for k, text in CHANCE_NOTES.items() if k in chance
+        )
+        + ".",
         "",
     ]
     noisy = summary.get("noisy_context")

@@ -100,7 +100,10 @@ def test_demo_chance_levels_follow_each_task():
     # mqar: values are the upper half of 64 symbols; 8 pairs to copy from.
     assert chance_levels("mqar") == {"uniform_value": 1 / 32, "copy_any_needle": 1 / 8}
     # 4 rows x 2 columns = 8 cells, values from the upper half.
-    assert chance_levels("table_tokens") == {"uniform_value": 1 / 32, "copy_any_needle": 1 / 8}
+    # matching the row key alone gives the right row's cell of a random column: 1 / 2
+    assert chance_levels("table_tokens") == {
+        "uniform_value": 1 / 32, "copy_any_needle": 1 / 8, "row_only": 1 / 2,
+    }  # fmt: skip
     # answers are nodes (any of 64 content symbols); 8 edges to copy a target from.
     assert chance_levels("graph_tokens") == {"uniform_value": 1 / 64, "copy_any_needle": 1 / 8}
     # 6 ordered keys of 3 symbols; ignoring order leaves the record and its swapped twin.
