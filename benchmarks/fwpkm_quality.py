@@ -86,18 +86,77 @@ def model_config(args: argparse.Namespace, variant: str) -> Any:
     )
 
 
-def evaluate(model: Any, args: argparse.Namespace, passes: list[int]) -> list[dict[str, Any]]:
-    """Accuracy per (length, passes) on the same seeded samples, plus the FwPKM gate mean."""
+EVAL_MODES = {
+    "chunked": "`generate(read_passes=n)`: n - 1 passes over the whole prompt, each ending with "
+    "one write, then the real pass writing every chunk (the training regime; the paper's "
+    "`--keep_chunk_size`)",
+    "paper": "the paper's NIAH protocol (`eval_niah.py`): n - 1 passes over the prompt without "
+    "the question, each ending with one write, then the whole prompt once with a single write at "
+    "its end, so the answer reads only what the earlier passes wrote (1 pass: nothing)",
+    "nomem": "FwPKM model with its gate forced to 0 at evaluation (the memory read is dropped, "
+    "`o = v`): what attention alone retrieves",
+    "frozen": "FwPKM model with frozen fast weights (`memory_writes='none'`: every read sees the "
+    "initial memory; the paper's freezing ablation)",
+}
+"""``--eval-modes`` choices (``chunked`` is the main table; the others are FwPKM-only)."""
+
+
+def question_start(task: str, prompt: list[int]) -> int:
+    """Index of the first question token of a prompt (the haystack is ``prompt[:index]``)."""
+    if task == "mqar":
+        return len(prompt) - 1  # the asked key is the last prompt token
+    from longpos.tasks.symbolic import QUERY
+
+    return max(i for i, t in enumerate(prompt) if t == QUERY)  # QUERY key ANS
+
+
+@torch.no_grad()
+def answer(model: Any, prompts: torch.Tensor, n_new: int, mode: str, passes: int,
+           q_start: int) -> torch.Tensor:  # fmt: skip
+    """Greedy answer tokens ``(B, n_new)`` of ``prompts (B, T)`` under an evaluation mode."""
+    if mode == "chunked":
+        return model.generate(prompts, n_new, read_passes=passes)[:, prompts.shape[1] :]
+    memory = [None] * len(model.blocks)
+    writes = "none" if mode == "frozen" else "chunked"
+    if mode == "paper":
+        for _ in range(passes - 1):  # fresh attention each pass, fast weights kept
+            pre = model.new_cache()
+            pre.memory = memory
+            memory = model(prompts[:, :q_start], cache=pre, memory_writes="end").memory
+        writes = "end"
+    cache = model.new_cache()
+    cache.memory = memory
+    out = model(prompts, cache=cache, memory_writes=writes)
+    tokens = [out.logits[:, -1].argmax(-1)]
+    for _ in range(n_new - 1):
+        out = model(tokens[-1][:, None], cache=cache, memory_writes="none" if mode == "frozen"
+                    else "chunked")  # fmt: skip
+        tokens.append(out.logits[:, -1].argmax(-1))
+    return torch.stack(tokens, 1)
+
+
+def evaluate(
+    model: Any, args: argparse.Namespace, passes: list[int], modes: list[str] | None = None
+) -> list[dict[str, Any]]:
+    """Accuracy per (mode, length, passes) on the same seeded samples, plus FwPKM gate means
+    (over every token read, and at the last prompt token, the question, of the real pass)."""
     from longpos.tasks.base import generate_sample
     from longpos.tasks.metrics import score_sample
 
     model.eval()
+    fw = [block.fwpkm for block in model.blocks if block.fwpkm is not None]
+    modes = ["chunked"] if not fw else (modes or ["chunked"])
     gates: list[torch.Tensor] = []
-    hooks = [
-        block.fwpkm.g_proj.register_forward_hook(lambda m, i, o: gates.append(torch.sigmoid(o)))
-        for block in model.blocks
-        if block.fwpkm is not None
-    ]
+    force_off = [False]
+
+    def hook(module: Any, inputs: Any, out: torch.Tensor) -> torch.Tensor | None:
+        if force_off[0]:
+            gates.append(torch.zeros_like(out))
+            return torch.full_like(out, -30.0)  # sigmoid(-30) ~ 1e-13: the read is dropped
+        gates.append(torch.sigmoid(out))
+        return None
+
+    hooks = [layer.g_proj.register_forward_hook(hook) for layer in fw]
     rows = []
     for mult in args.mults:
         length = mult * args.length
@@ -106,35 +165,42 @@ def evaluate(model: Any, args: argparse.Namespace, passes: list[int]) -> list[di
             for i in range(args.samples)
         ]
         prompts = torch.tensor([s.prompt_ids for s in samples])  # (S, T): equal lengths
+        q_starts = {question_start(args.task, s.prompt_ids) for s in samples}
+        assert len(q_starts) == 1, "the question has the same length in every sample"
         dist = [len(s.prompt_ids) - next(n.token_start for n in s.needles if n.role == "value")
                 for s in samples]  # fmt: skip
-        for n in passes:
-            gates.clear()
-            scores = []
-            t0 = time.perf_counter()
-            for b in range(0, len(samples), args.eval_batch):
-                out = model.generate(
-                    prompts[b : b + args.eval_batch],
-                    samples[0].tokens_to_generate,
-                    read_passes=n,
+        for mode in modes:
+            force_off[0] = mode == "nomem"
+            for n in passes if mode in ("chunked", "paper") else [1]:
+                gates.clear()
+                scores, at_question = [], []
+                t0 = time.perf_counter()
+                for b in range(0, len(samples), args.eval_batch):
+                    part = prompts[b : b + args.eval_batch]
+                    done = len(gates)
+                    new = answer(model, part, samples[0].tokens_to_generate, mode, n,
+                                 *q_starts)  # fmt: skip
+                    real = [g for g in gates[done:] if g.shape[1] == part.shape[1]][-len(fw) :]
+                    at_question += [float(g[:, -1].mean()) for g in real] if fw else []
+                    scores += [score_sample(s, new[j].tolist()) for j, s in
+                               enumerate(samples[b : b + args.eval_batch])]  # fmt: skip
+                far = [sc for sc, d in zip(scores, dist, strict=True) if d > args.length]
+                row = dict(
+                    mode=mode,
+                    length=length,
+                    x_train=mult,
+                    passes=n,
+                    accuracy=statistics.fmean(scores),
+                    n=len(scores),
+                    far_accuracy=statistics.fmean(far) if far else None,
+                    n_far=len(far),
+                    seconds=time.perf_counter() - t0,
                 )
-                new = out[:, prompts.shape[1] :]
-                scores += [score_sample(s, new[j].tolist()) for j, s in
-                           enumerate(samples[b : b + args.eval_batch])]  # fmt: skip
-            far = [sc for sc, d in zip(scores, dist, strict=True) if d > args.length]
-            row = dict(
-                length=length,
-                x_train=mult,
-                passes=n,
-                accuracy=statistics.fmean(scores),
-                n=len(scores),
-                far_accuracy=statistics.fmean(far) if far else None,
-                n_far=len(far),
-                seconds=time.perf_counter() - t0,
-            )
-            if gates:
-                row["gate_mean"] = float(torch.cat([g.flatten() for g in gates]).mean())
-            rows.append(row)
+                if gates and mode != "nomem":
+                    row["gate_mean"] = float(torch.cat([g.flatten() for g in gates]).mean())
+                    row["gate_question"] = statistics.fmean(at_question)
+                rows.append(row)
+    force_off[0] = False
     for h in hooks:
         h.remove()
     return rows
@@ -168,8 +234,9 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     train_s = time.perf_counter() - t0
     metrics = [json.loads(x) for x in (Path(job["out"]) / "metrics.jsonl").read_text().splitlines()]
     curve = [(m["step"], m.get("answer_acc")) for m in metrics if "answer_acc" in m]
+    train_cpu = time.process_time() - cpu0
     t0 = time.perf_counter()
-    rows = evaluate(model, args, args.passes if memory else [1])
+    rows = evaluate(model, args, args.passes if memory else [1], args.eval_modes)
     return dict(
         variant=job["variant"],
         seed=job["seed"],
@@ -177,12 +244,37 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         train_seconds=train_s,
         eval_seconds=time.perf_counter() - t0,
         cpu_seconds=time.process_time() - cpu0,
+        train_cpu_seconds=train_cpu,
+        run_dir=job["out"],
         tokens=args.steps * args.batch * args.length,
         final_train=result["last"],
         final_eval=result["eval"],
         curve=curve,
         rows=rows,
     )
+
+
+def eval_job(job: dict[str, Any]) -> dict[str, Any]:
+    """Re-evaluate a model trained by an earlier run (``--eval-only``), with this run's options."""
+    torch.set_num_threads(1)
+    from longpos.checkpoint import load_model
+
+    args = argparse.Namespace(**job["args"])
+    prev = job["result"]
+    model = load_model(Path(prev["run_dir"]) / "model")
+    cpu0 = time.process_time()
+    t0 = time.perf_counter()
+    memory = prev["variant"] == "fwpkm"
+    rows = evaluate(model, args, args.passes if memory else [1], args.eval_modes)
+    # earlier runs stored only train + eval CPU time: their eval was one thread, wall ~ CPU
+    train_cpu = prev.get("train_cpu_seconds", prev["cpu_seconds"] - prev["eval_seconds"])
+    return {
+        **prev,
+        "rows": rows,
+        "eval_seconds": time.perf_counter() - t0,
+        "train_cpu_seconds": train_cpu,
+        "cpu_seconds": train_cpu + time.process_time() - cpu0,
+    }
 
 
 # ------------------------------------------------------------------------------ report
@@ -195,8 +287,14 @@ def wilson(p: float, n: int, z: float = 1.96) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def cell(rows: list[dict[str, Any]], mult: int, passes: int, key: str = "accuracy") -> str:
-    sel = [r for r in rows if r["x_train"] == mult and r["passes"] == passes]
+def cell(
+    rows: list[dict[str, Any]], mult: int, passes: int, key: str = "accuracy", mode: str = "chunked"
+) -> str:
+    sel = [
+        r
+        for r in rows
+        if r["x_train"] == mult and r["passes"] == passes and r.get("mode", "chunked") == mode
+    ]
     count = "n" if key == "accuracy" else "n_far"
     pairs = [(r[key], r[count]) for r in sel if r[key] is not None]
     if not pairs:
@@ -243,7 +341,9 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace, command: str
         "5% warm-up, cosine; seeds "
         f"{', '.join(str(s) for s in args.seeds)} (model init and data stream).",
         f"- Evaluation: {args.samples} samples per length (seeds 10000..), greedy; full "
-        "attention; FwPKM writes every chunk while reading the prompt.",
+        "attention; FwPKM writes every chunk while reading the prompt (main table; the other "
+        "protocols are below). A reading pass ends its sequence: no fast-weight pair joins its "
+        "last token to the first token of the next pass.",
         f"- Chance: guessing one of the {n_values} value symbols = "
         f"{100 / n_values:.1f}%; copying the value of a random needle = "
         f"{100 / n_records:.1f}%.",
@@ -281,9 +381,47 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace, command: str
         for n in passes:
             cells = []
             for m in args.mults:
-                n_far = next(x["n_far"] for x in runs[0]["rows"] if x["x_train"] == m)
+                n_far = next(x["n_far"] for x in runs[0]["rows"] if x["x_train"] == m)  # any mode
                 cells.append(f"{cell(flat, m, n, 'far_accuracy')} (n={n_far})")
             lines.append(f"| {label} | {n} | " + " | ".join(cells) + " |")
+    fw_rows = [x for r in by["fwpkm"] for x in r["rows"]]
+    other = [m for m in EVAL_MODES if m != "chunked" and any(x.get("mode") == m for x in fw_rows)]
+    if other:
+        lines += [
+            "",
+            "## Other evaluation protocols (FwPKM model, accuracy %)",
+            "",
+            *[f"- `{m}`: {EVAL_MODES[m]}." for m in other],
+            "",
+            "| protocol | passes | " + " | ".join(f"{m}L" for m in args.mults) + " |",
+            sep,
+        ]
+        for mode in other:
+            for n in sorted({x["passes"] for x in fw_rows if x.get("mode") == mode}):
+                cells = [cell(fw_rows, m, n, mode=mode) for m in args.mults]
+                lines.append(f"| {mode} | {n} | " + " | ".join(cells) + " |")
+    if any("gate_question" in x for x in fw_rows):
+        lines += [
+            "",
+            "FwPKM gate at the question (last prompt token of the real pass; mean over "
+            "every token read in parentheses):",
+            "",
+            "| protocol | passes | " + " | ".join(f"{m}L" for m in args.mults) + " |",
+            sep,
+        ]
+        for mode in [m for m in EVAL_MODES if m not in ("nomem",)]:
+            for n in sorted({x["passes"] for x in fw_rows if x.get("mode", "chunked") == mode}):
+                sel = [x for x in fw_rows if x.get("mode", "chunked") == mode and x["passes"] == n]
+                cells = []
+                for m in args.mults:
+                    hit = [x for x in sel if x["x_train"] == m and "gate_question" in x]
+                    cells.append(
+                        f"{statistics.fmean(x['gate_question'] for x in hit):.2f} "
+                        f"({statistics.fmean(x['gate_mean'] for x in hit):.2f})"
+                        if hit
+                        else "-"
+                    )
+                lines.append(f"| {mode} | {n} | " + " | ".join(cells) + " |")
     lines += ["", "## Runs", ""]
     lines.append(
         "| model | seed | params | train s | eval s | final train answer acc | "
@@ -292,7 +430,11 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace, command: str
     lines.append("|---|---|---|---|---|---|---|---|")
     for r in results:
         gate = next(
-            (x.get("gate_mean") for x in r["rows"] if x["x_train"] == 1 and x["passes"] == 1),
+            (
+                x.get("gate_mean")
+                for x in r["rows"]
+                if x["x_train"] == 1 and x["passes"] == 1 and x.get("mode", "chunked") == "chunked"
+            ),
             None,
         )
         lines.append(
@@ -319,6 +461,41 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace, command: str
     return "\n".join(lines)
 
 
+def write_outputs(results: list[dict[str, Any]], args: argparse.Namespace, command: str) -> None:
+    text = report(results, args, command)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    out.with_suffix(".json").write_text(
+        json.dumps({"args": vars(args), "command": command, "results": results}, indent=2,
+                   default=str)
+    )  # fmt: skip
+    print(text)
+
+
+def evaluate_saved(args: argparse.Namespace, command: str) -> None:
+    """``--eval-only``: the models of earlier runs, evaluated again (training options and
+    timings are those of the earlier runs; they must agree on task, length and model shape)."""
+    results, saved_args = [], None
+    for path in args.eval_only.split(","):
+        saved = json.loads(Path(path).read_text())
+        for key in ("task", "length", "chunk", "steps", "d_model", "layers", "sqrt_n"):
+            if saved_args is not None and saved["args"].get(key) != saved_args.get(key):
+                raise SystemExit(f"{path}: {key} differs from the other runs")
+        saved_args = saved["args"]
+        results += saved["results"]
+    assert saved_args is not None
+    for key in ("task", "length", "chunk", "steps", "batch", "lr", "d_model", "layers", "heads",
+                "fwpkm_layers", "sqrt_n", "d_k", "d_v", "topk", "pswa", "seeds"):  # fmt: skip
+        setattr(args, key, saved_args[key])
+    jobs = [dict(result=r, args=vars(args)) for r in results]
+    t0 = time.perf_counter()
+    with mp.get_context("spawn").Pool(min(args.workers, len(jobs))) as pool:
+        results = pool.map(eval_job, jobs)
+    print(f"wall time {time.perf_counter() - t0:.0f} s")
+    write_outputs(results, args, command)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--task", choices=list(TASKS), default="niah_multikey_1")
@@ -339,8 +516,19 @@ def main() -> None:
     p.add_argument("--seeds", default="0")
     p.add_argument("--samples", type=int, default=100)
     p.add_argument("--eval-batch", type=int, default=25)
-    p.add_argument("--mults", default="1,4,16")
+    p.add_argument("--mults", default="1,4,16,32")
     p.add_argument("--passes", default="1,2,3")
+    p.add_argument(
+        "--eval-modes",
+        default=",".join(EVAL_MODES),
+        help=f"evaluation protocols of the FwPKM model, from {', '.join(EVAL_MODES)}",
+    )
+    p.add_argument(
+        "--eval-only",
+        default=None,
+        help="comma-separated JSON files of earlier runs whose models were kept (--runs-dir): "
+        "evaluate those models again with this run's evaluation options, no training",
+    )
     p.add_argument("--variants", default=",".join(VARIANTS))
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--out", default="benchmarks/results/fwpkm-quality.md")
@@ -367,6 +555,13 @@ def main() -> None:
     args.seeds = [int(s) for s in str(args.seeds).split(",")]
     args.mults = [int(m) for m in str(args.mults).split(",")]
     args.passes = [int(n) for n in str(args.passes).split(",")]
+    args.eval_modes = [m.strip() for m in str(args.eval_modes).split(",")]
+    bad = [m for m in args.eval_modes if m not in EVAL_MODES]
+    if bad:
+        p.error(f"--eval-modes {bad} unknown; allowed: {', '.join(EVAL_MODES)}")
+    if args.eval_only:
+        evaluate_saved(args, command.strip())
+        return
     variants = [v.strip() for v in args.variants.split(",")]
     if args.runs_dir:
         work = Path(args.runs_dir)
@@ -387,16 +582,7 @@ def main() -> None:
         print(f"runs (metrics.jsonl, model/) kept in {work}")
     else:
         shutil.rmtree(work, ignore_errors=True)
-    text = report(results, args, command.strip())
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
-    out.with_suffix(".json").write_text(
-        json.dumps(
-            {"args": vars(args), "command": command, "results": results}, indent=2, default=str
-        )
-    )
-    print(text)
+    write_outputs(results, args, command.strip())
     if any(math.isnan(r["final_eval"].get("eval_lm_loss", 0.0)) for r in results):
         raise SystemExit("a run diverged (NaN loss)")
 

@@ -28,7 +28,15 @@ import torch
 from longpos.analysis.patterns import analyze_patterns
 from longpos.analysis.placement import ORDERS, placement_report
 from longpos.checkpoint import load_model
-from longpos.demo import ALL_METHODS, DEMO_TASKS, METHODS, DemoArgs, DemoPlan, run_demo
+from longpos.demo import (
+    ALL_METHODS,
+    DEMO_TASKS,
+    EVAL_BATCH,
+    METHODS,
+    DemoArgs,
+    DemoPlan,
+    run_demo,
+)
 from longpos.eval.adapter import LongposEvalModel
 from longpos.eval.runner import run_eval
 from longpos.io import atomic_write_json, atomic_write_text
@@ -38,7 +46,6 @@ NOISE_SHARE = 0.5
 """Noisy-context evaluation: the share of filler tokens that copy a record's symbol (0 in
 training), at L and 4L, for the record tasks (``distractor_noise``)."""
 NOISE_TASKS = ("table_tokens", "graph_tokens", "order_tokens")
-REPO_METHODS = ("repo", "repo_cpt")
 CHANCE_NOTES = {"order_blind": "order-blind", "row_only": "right row, random column"}
 LEARNED_SAMPLES = 20
 PATTERN_CHUNK = 16
@@ -79,7 +86,7 @@ def noisy_context(task_dir: Path, task: str, summary: dict, samples: int) -> dic
             result = run_eval(
                 LongposEvalModel(load_model(run / "model")), [task], lengths, samples,
                 run / "eval-noise", seed=10_000 + seed, task_options={task: options},
-                progress=False, batch_size=16,
+                progress=False, batch_size=EVAL_BATCH,
             )  # fmt: skip
             for n in lengths:
                 per_length[str(n)].append(result.scores[task][n] / 100)
@@ -92,7 +99,7 @@ def repo_learned(task_dir: Path, task: str, summary: dict) -> list[dict]:
     setup = summary["setup"]
     base = summary["train_length"]
     rows = []
-    for method in [m for m in REPO_METHODS if m in summary["accuracy"]]:
+    for method in [m for m in ALL_METHODS if m in summary["accuracy"] and m.startswith("repo")]:
         for seed in range(setup["seeds"]):
             model = load_model(task_dir / "runs" / f"{method}-s{seed}" / "model")
             for n in (base, 4 * base):

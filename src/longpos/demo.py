@@ -39,6 +39,7 @@ import torch
 
 from longpos.config import ModelConfig
 from longpos.io import atomic_write_json, atomic_write_text
+from longpos.positions.repo import RePoConfig
 from longpos.train.config import DataConfig, OptimConfig, TrainConfig
 
 METHODS: tuple[str, ...] = ("rope", "nope", "r2n1", "repo", "drope")
@@ -52,9 +53,19 @@ CONTINUED: tuple[str, ...] = ("repo_cpt",)
 """Further methods derived from the RoPE run, on the same budget: ``repo_cpt`` is RePo as the
 paper trains it (arXiv 2512.14391): RoPE for the first ``cpt_fraction`` of the steps, then
 RePo layers added (:func:`longpos.surgery.set_plan`) and trained for the rest."""
+ABLATIONS: dict[str, dict[str, Any]] = {
+    "repo_l0": dict(plan="repo", repo_start=0),
+    "repo_l2": dict(plan="repo", repo_start=2),
+    "repo_linear": dict(plan="repo", repo=RePoConfig(variant="linear")),
+    "repo_linear_shared": dict(plan="repo", repo=RePoConfig(variant="linear_shared")),
+}
+"""RePo's cheap ablations (arXiv 2512.14391 and its code), trained from scratch like ``repo``:
+the first RePo layer (``repo`` starts at layer 1 of 3: ``repo_l0`` has no RoPE layer at all,
+``repo_l2`` RePo in the top layer only) and the simpler predictors (``linear``: d -> H,
+``linear_shared``: d -> 1 for all heads) instead of the SwiGLU one."""
 DERIVED: tuple[str, ...] = ("drope", *CONTINUED)
 """Methods that start from a snapshot of the seed's RoPE run."""
-ALL_METHODS: tuple[str, ...] = METHODS + CONTINUED + PEERS
+ALL_METHODS: tuple[str, ...] = METHODS + CONTINUED + tuple(ABLATIONS) + PEERS
 DemoTask = Literal["mqar", "table_tokens", "graph_tokens", "order_tokens"]
 TASK: DemoTask = "mqar"
 TASK_OPTIONS: dict[str, Any] = dict(num_symbols=64, num_kv_pairs=8)
@@ -187,9 +198,11 @@ class DemoArgs:
 
 
 def model_config(plan: DemoPlan, technique: str, vocab_size: int) -> ModelConfig:
+    """The demo's model with ``technique``: a plan name, or one of ``ABLATIONS``."""
+    positions = ABLATIONS.get(technique, {"plan": technique})
     return ModelConfig(
         vocab_size=vocab_size, d_model=plan.d_model, n_layers=plan.n_layers,
-        n_heads=plan.n_heads, max_seq_len=plan.length, plan=technique,
+        n_heads=plan.n_heads, max_seq_len=plan.length, **positions,
     )  # fmt: skip
 
 
@@ -255,6 +268,10 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     return {"method": f"{method}-s{seed}", "seconds": round(time.perf_counter() - start, 1)}
 
 
+EVAL_BATCH = 16
+"""Prompts decoded at once (the predictions equal one-by-one decoding)."""
+
+
 def evaluate_run(folder: Path, plan: DemoPlan, seed: int) -> Any:
     """Greedy decoding on fresh samples at L, 2L, 4L through the evaluation runner."""
     from longpos.checkpoint import load_model
@@ -265,7 +282,7 @@ def evaluate_run(folder: Path, plan: DemoPlan, seed: int) -> Any:
     lengths = [plan.length * m for m in plan.length_multipliers]
     return run_eval(
         model, [plan.task], lengths, plan.samples, folder / "eval", seed=10_000 + seed,
-        task_options={plan.task: plan.task_options}, progress=False,
+        task_options={plan.task: plan.task_options}, progress=False, batch_size=EVAL_BATCH,
     )  # fmt: skip
 
 

@@ -152,3 +152,20 @@ def test_derived_methods_start_from_the_rope_run_and_leave_it_unchanged(tmp_path
     assert with_stops.keys() == plain.keys()
     for name, tensor in plain.items():
         assert torch.equal(with_stops[name], tensor), name
+
+
+def test_repo_ablation_methods_build_their_models(tmp_path):
+    from longpos.demo import ABLATIONS, ALL_METHODS, DemoPlan, model_config
+
+    plan = DemoPlan()
+    assert set(ABLATIONS) <= set(ALL_METHODS)
+    assert model_config(plan, "repo", 80).layer_plan() == ["rope", "repo", "repo"]
+    assert model_config(plan, "repo_l0", 80).layer_plan() == ["repo"] * 3
+    assert model_config(plan, "repo_l2", 80).layer_plan() == ["rope", "rope", "repo"]
+    assert model_config(plan, "repo_linear", 80).repo.variant == "linear"
+    assert model_config(plan, "repo_linear_shared", 80).repo.variant == "linear_shared"
+    main(["demo", "--quick", "--steps", "8", "--samples", "2", "--workers", "1",
+          "--methods", "repo_l2,repo_linear_shared", "--out", str(tmp_path)])  # fmt: skip
+    config = json.loads((tmp_path / "runs" / "repo_linear_shared-s0" / "model" / "config.json")
+                        .read_text())["model"]  # fmt: skip
+    assert config["repo"]["variant"] == "linear_shared"

@@ -46,9 +46,12 @@ Choices where the spec (``spec/fwpkm.md`` §4.1) marks the sources as unclear, e
 * A7: ``n_i`` (reads per slot) and the addressing-loss marginal count only the queries of pairs
   that are written (the code also counts the chunk's last token, which has no target).
 * The addressing marginal pools over heads and tokens (as the code; per sequence unless shared).
-* A9/A10: ``forward(..., writes="end")`` applies one write over everything queued at the end of
-  the call (iterative reading, :meth:`FwPKMLayer.iterative_forward`); :meth:`FwPKMLayer.flush`
-  writes the queue now; ``writes="none"`` reads a frozen memory.
+* A9/A10: ``forward(..., writes="end")`` is one complete pass: one write over everything queued
+  at the end of the call, after which the queue is emptied (iterative reading,
+  :meth:`FwPKMLayer.iterative_forward`: every pass restarts the sequence at token 0, so the last
+  token of a pass has no successor and no pair crosses a pass boundary);
+  :meth:`FwPKMLayer.flush` writes the queue now and keeps the carried tokens (mid-stream);
+  ``writes="none"`` reads a frozen memory.
 * A11 ``gate_bias_init``: 0 (g about 0.5 at start) by default.
 * A12: fast weights and the inner loop are float32 (``init_state(dtype=...)``).
 
@@ -743,8 +746,11 @@ class FwPKMLayer(nn.Module):
                 fast weights before the first token (see :meth:`reset_state`).
             writes: ``"chunked"``: a write whenever ``chunk`` tokens have been received since
                 the last write (the grid follows the stream, so splitting a sequence into
-                calls changes nothing); ``"end"``: no write inside the call, one write over the
-                whole queue after its last token (one step per pass, iterative reading);
+                calls changes nothing); ``"end"``: the call is one complete pass (iterative
+                reading): no write inside it, one write over the whole queue after its last
+                token, and that last token is then dropped from the queue instead of waiting
+                for a successor (a pass ends its sequence; the next pass starts again at
+                token 0, so no pair may cross the pass boundary, see :meth:`end_pass`);
                 ``"none"``: frozen memory, nothing written or queued.
 
         Returns:
@@ -783,6 +789,7 @@ class FwPKMLayer(nn.Module):
                 pieces.append(vh)
                 t0 += take
                 if writes == "end":
+                    state = self.end_pass(state)
                     break
             vhat = torch.cat(pieces, 1) if pieces else v[..., :0]  # (B, T, d_v)
         o = g.unsqueeze(-1) * vhat + (1 - g.unsqueeze(-1)) * v  # (B, T, d_v) gated mix
@@ -790,6 +797,25 @@ class FwPKMLayer(nn.Module):
         if c.persistent and state is not start_state:
             self.commit_state(state)
         return y, state
+
+    @staticmethod
+    def end_pass(state: FwPKMState) -> FwPKMState:
+        """Drop the queue after the write that ends a pass (``writes="end"``).
+
+        After a write the queue keeps the last ``lookahead`` tokens so that, in a stream, they
+        are paired with the targets of the tokens that follow them. A reading pass has no
+        following tokens: the next pass (or the real one) starts again from token 0. Keeping
+        them would write the pair (last token of the pass -> first token of the next pass),
+        two tokens that are never adjacent; with the question at the end of a prompt that
+        pair overwrites exactly the slots the question reads. The paper's NIAH script keeps
+        its queue across passes too, but its pre-passes never contain the question.
+        """
+        keep = (state.pend_q, state.pend_v, state.pend_g, state.pend_valid)
+        return dataclasses.replace(
+            state,
+            **dict(zip(("pend_q", "pend_v", "pend_g", "pend_valid"), (t[:, :0] for t in keep))),
+            n_carry=0,
+        )
 
     def flush(self, state: FwPKMState) -> FwPKMState:
         """Write everything queued now (one step), e.g. after a prefill before decoding (A10)."""

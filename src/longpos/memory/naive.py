@@ -220,6 +220,8 @@ def naive_fwpkm_forward(
             write()
     if writes == "end":
         write()
+        queue = [[] for _ in range(B)]  # a pass ends: its last token has no successor
+        n_carry = 0
     y = torch.stack(ys, 1) if ys else x.new_zeros(B, 0, x.shape[-1])  # (B, T, d_model)
 
     P = len(queue[0])

@@ -13,7 +13,8 @@ from collections.abc import Callable
 
 WRITE_MODES: tuple[str, ...] = ("chunked", "end", "none")
 """How the real pass writes: one write every ``chunk`` tokens of the stream, one after the
-last token, or never (frozen memory)."""
+last token (the call is a complete pass: nothing stays queued for a later call), or never
+(frozen memory)."""
 
 
 def check_reading(
