@@ -261,7 +261,8 @@ def eval_job(job: dict[str, Any]) -> dict[str, Any]:
 
     args = argparse.Namespace(**job["args"])
     prev = job["result"]
-    model = load_model(Path(prev["run_dir"]) / "model")
+    run_dir = prev.get("run_dir") or str(Path(args.runs_dir) / f"{prev['variant']}-s{prev['seed']}")
+    model = load_model(Path(run_dir) / "model")
     cpu0 = time.process_time()
     t0 = time.perf_counter()
     memory = prev["variant"] == "fwpkm"
@@ -270,6 +271,7 @@ def eval_job(job: dict[str, Any]) -> dict[str, Any]:
     train_cpu = prev.get("train_cpu_seconds", prev["cpu_seconds"] - prev["eval_seconds"])
     return {
         **prev,
+        "run_dir": run_dir,
         "rows": rows,
         "eval_seconds": time.perf_counter() - t0,
         "train_cpu_seconds": train_cpu,
