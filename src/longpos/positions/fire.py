@@ -17,9 +17,9 @@ like the model's other small linears (std 1/sqrt(fan_in), output layer std 0.02)
 
 The bias depends only on integer positions, so cached decoding equals a full forward. It is
 materialised per query and key, (B, H, T, T_k): fine at the demo's scale, not at long
-contexts (when every row has the same positions the MLP runs once and the bias is
-broadcast over the batch). It goes through the attention's additive-bias seam; the paper trains from scratch,
-so converting a pretrained RoPE model to it is refused.
+contexts (when every row has the same positions the MLP runs once and the bias is broadcast
+over the batch). It goes through the attention's additive-bias seam; the paper trains from
+scratch, so converting a pretrained RoPE model to it is refused.
 """
 
 from __future__ import annotations
