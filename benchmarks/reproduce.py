@@ -44,8 +44,7 @@ from longpos.tasks.base import generate_sample
 
 NOISE_SHARE = 0.5
 """Noisy-context evaluation: the share of filler tokens that copy a record's symbol (0 in
-training), at L and 4L, for the record tasks (``distractor_noise``)."""
-NOISE_TASKS = ("table_tokens", "graph_tokens", "order_tokens")
+training), at L and 4L (``distractor_noise``)."""
 CHANCE_NOTES = {"order_blind": "order-blind", "row_only": "right row, random column"}
 LEARNED_SAMPLES = 20
 PATTERN_CHUNK = 16
@@ -70,10 +69,8 @@ def table(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def noisy_context(task_dir: Path, task: str, summary: dict, samples: int) -> dict | None:
+def noisy_context(task_dir: Path, task: str, summary: dict, samples: int) -> dict:
     """Every model of the task evaluated at L and 4L with ``distractor_noise`` filler."""
-    if task not in NOISE_TASKS:
-        return None
     setup = summary["setup"]
     base = summary["train_length"]
     lengths = [base, 4 * base]

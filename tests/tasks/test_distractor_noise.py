@@ -53,3 +53,16 @@ def test_default_is_the_unchanged_sample():
 def test_bad_share_is_refused(bad):
     with pytest.raises(ValueError, match="distractor_noise"):
         generate_sample("graph_tokens", 64, seed=0, **TASKS["graph_tokens"], distractor_noise=bad)
+
+
+def test_mqar_distractor_noise_fills_the_non_query_slots_with_pair_symbols():
+    opts = dict(num_symbols=64, num_kv_pairs=8)
+    clean = generate_sample("mqar", 128, seed=2, **opts)
+    assert clean.prompt_ids == generate_sample("mqar", 128, seed=2, **opts,
+                                               distractor_noise=0.0).prompt_ids  # fmt: skip
+    s = generate_sample("mqar", 128, seed=2, **opts, distractor_noise=1.0)
+    pairs = set(s.prompt_ids[1:17])
+    assert all(t in pairs for t in s.prompt_ids[17:])  # queries and noise: pair symbols only
+    assert sum(t in pairs for t in clean.prompt_ids[17:]) < len(clean.prompt_ids[17:])
+    with pytest.raises(ValueError, match="distractor_noise"):
+        generate_sample("mqar", 64, seed=0, **opts, distractor_noise=2)

@@ -36,6 +36,9 @@ class MQARConfig:
     """Exponent a of the query-gap power law (0 < a <= 1)."""
     random_non_queries: bool = True
     """Fill non-query slots with random symbols (else PAD)."""
+    distractor_noise: float = 0.0
+    """Share of the random non-query symbols that copy a key or value of the pairs instead
+    (0 in training): the noisy-context evaluation of ``benchmarks/reproduce.py``."""
 
     def __post_init__(self) -> None:
         check_num_symbols(self.num_symbols)
@@ -48,6 +51,9 @@ class MQARConfig:
             )
         if not 0 < self.power_a <= 1:
             raise ValueError(f"power_a must be in (0, 1], got {self.power_a}")
+        share = self.distractor_noise
+        if isinstance(share, bool) or not isinstance(share, int | float) or not 0 <= share <= 1:
+            raise ValueError(f"mqar: distractor_noise must be in [0, 1], got {share!r}")
 
     @property
     def vocab(self) -> SymbolicVocab:
@@ -90,7 +96,15 @@ def _layout(
         chosen.add(rng.choices(range(slots), weights=weights)[0])
     order = list(range(n))
     rng.shuffle(order)
-    body = [v.any_sym(rng) if cfg.random_non_queries else 0 for _ in range(region)]
+    pool = keys + vals
+    p = cfg.distractor_noise if cfg.random_non_queries else 0.0
+
+    def noise() -> int:
+        if not cfg.random_non_queries:
+            return 0
+        return rng.choice(pool) if p > 0 and rng.random() < p else v.any_sym(rng)
+
+    body = [noise() for _ in range(region)]
     mask = [False] * length
     queries = []
     for slot, pi in zip(sorted(chosen), order, strict=True):
