@@ -1,24 +1,30 @@
-"""FwPKM quality at tiny scale: token-level NIAH at L, 4L, 16L with 1, 2, 3 reading passes.
+"""FwPKM quality at tiny scale: token-level NIAH at L, 4L, 16L, 32L with 1, 2, 3 reading passes.
 
-Trains two ``LongposLM`` models with the same backbone, data, steps and seed, one with an FwPKM
-sub-block before the attention of one middle layer, one without memory, on the suite's
-token-level ``niah_multikey_1`` (4 key-value needles in a repeated-sentence haystack, one
-symbol per key and per value; ``--task mqar``: the demo's 8-pair MQAR) with dense
-supervision (every key is asked at the end of each training sequence, plus 0.5 x
-next-token loss), at length L. The FwPKM model is trained with
+Trains ``LongposLM`` models with the same backbone, data, steps and seed, one with an FwPKM
+sub-block before the attention of one middle layer, one without memory (and one without memory
+but with pSWA), on the suite's token-level ``niah_multikey_1`` (4 key-value needles in a
+repeated-sentence haystack, one symbol per key and per value; ``--task mqar``: the demo's
+8-pair MQAR) with dense supervision (every key is asked at the end of each training sequence,
+plus 0.5 x next-token loss), at length L. The FwPKM model is trained with
 the paper's pSWA (each step, with probability ``--pswa``, every attention layer is a sliding
 window of ``chunk`` tokens, so attention alone cannot reach most needles); the model without
 memory is trained with plain full attention (the usual recipe). Evaluation always uses full
 attention.
 
 Each model answers the same held-out samples (one question; exact match of the value symbol)
-at L, 4L and 16L; the FwPKM model with 1, 2 and 3 reading passes (``generate(...,
+at each ``--mults`` multiple of L; the FwPKM model with 1, 2 and 3 reading passes under the
+``--eval-modes`` protocols (:data:`EVAL_MODES`): ``chunked`` (the main table, ``generate(...,
 read_passes=n)``: n - 1 passes over the prompt that each end with one memory write, then the
-real pass with writes every ``chunk`` tokens). Chance: a uniformly guessed value symbol scores
-1 / (number of value symbols); copying the value of a random needle scores 1 / num_keys.
+real pass with writes every ``chunk`` tokens), ``paper`` (the paper's NIAH protocol: passes
+over the haystack without the question, then one write at the end of the final pass),
+``nomem`` (gate forced to 0) and ``frozen`` (no writes). Chance: a uniformly guessed value
+symbol scores 1 / (number of value symbols); copying the value of a random needle scores
+1 / num_keys.
 
-Each run trains in its own process with one thread (two workers use both cores of the machine).
-Writes a Markdown table (``--out``) and the raw numbers (``--out`` with ``.json``).
+Each run trains in its own process with one thread (``--workers 2`` use both cores of the
+machine). Writes a Markdown table (``--out``) and the raw numbers (``--out`` with ``.json``).
+``--runs-dir`` keeps the trained models; ``--eval-only a.json,b.json`` evaluates the models of
+earlier runs again (e.g. variants trained one at a time) and writes one combined report.
 
     python benchmarks/fwpkm_quality.py                 # the committed run (about 15 CPU minutes)
     python benchmarks/fwpkm_quality.py --steps 200 --samples 20 --out /tmp/q.md   # smoke
@@ -208,7 +214,7 @@ def evaluate(
 
 def run_job(job: dict[str, Any]) -> dict[str, Any]:
     torch.set_num_threads(1)
-    torch.manual_seed(job["seed"])  # pSWA draws use torch's global RNG (script-level seeding)
+    torch.manual_seed(job["seed"])  # global RNG; pSWA draws come from the model's own generator
     from longpos.model import LongposLM
     from longpos.train import DataConfig, OptimConfig, TrainConfig, train
 

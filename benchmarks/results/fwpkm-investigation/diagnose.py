@@ -98,7 +98,7 @@ def accuracy(model: Any, samples: list[Any], prompts: torch.Tensor, passes: int)
 
 def part_passes(model: Any, L: int, n: int) -> dict[str, Any]:
     res: dict[str, Any] = {}
-    keep = FwPKMLayer.end_pass
+    keep = FwPKMLayer.__dict__["end_pass"]  # the staticmethod object
     for mult in (1, 4):
         samples = eval_prompts(mult * L, n)
         prompts = torch.tensor([s.prompt_ids for s in samples])

@@ -810,10 +810,12 @@ class FwPKMLayer(nn.Module):
         pair overwrites exactly the slots the question reads. The paper's NIAH script keeps
         its queue across passes too, but its pre-passes never contain the question.
         """
-        keep = (state.pend_q, state.pend_v, state.pend_g, state.pend_valid)
         return dataclasses.replace(
             state,
-            **dict(zip(("pend_q", "pend_v", "pend_g", "pend_valid"), (t[:, :0] for t in keep))),
+            pend_q=state.pend_q[:, :0],
+            pend_v=state.pend_v[:, :0],
+            pend_g=state.pend_g[:, :0],
+            pend_valid=state.pend_valid[:, :0],
             n_carry=0,
         )
 
