@@ -32,6 +32,7 @@ from longpos.demo import (
     ALL_METHODS,
     DEMO_TASKS,
     EVAL_BATCH,
+    MEMORY,
     METHODS,
     DemoArgs,
     DemoPlan,
@@ -89,6 +90,32 @@ def noisy_context(task_dir: Path, task: str, summary: dict, samples: int) -> dic
                 per_length[str(n)].append(result.scores[task][n] / 100)
         accuracy[method] = per_length
     return {"distractor_noise": NOISE_SHARE, "lengths": lengths, "accuracy": accuracy}
+
+
+MEMORY_MULTIPLIERS = (16, 32)
+"""FwPKM is also evaluated at 16L and 32L (its paper's claim: train at 4K, retrieve at 128K)."""
+
+
+def memory_lengths(task_dir: Path, task: str, summary: dict, samples: int) -> dict:
+    """FwPKM models of the task evaluated beyond 8L (same samples' seeds as the main table)."""
+    setup = summary["setup"]
+    base = summary["train_length"]
+    lengths = [m * base for m in MEMORY_MULTIPLIERS]
+    accuracy = {}
+    for method in [m for m in MEMORY if m in summary["accuracy"]]:
+        per_length: dict[str, list[float]] = {str(n): [] for n in lengths}
+        for seed in range(setup["seeds"]):
+            run = task_dir / "runs" / f"{method}-s{seed}"
+            result = run_eval(
+                LongposEvalModel(load_model(run / "model")), [task], lengths, samples,
+                run / "eval-long", seed=10_000 + seed,
+                task_options={task: setup["task_options"]}, progress=False,
+                batch_size=EVAL_BATCH,
+            )  # fmt: skip
+            for n in lengths:
+                per_length[str(n)].append(result.scores[task][n] / 100)
+        accuracy[method] = per_length
+    return {"lengths": lengths, "accuracy": accuracy}
 
 
 def repo_learned(task_dir: Path, task: str, summary: dict) -> list[dict]:
@@ -193,6 +220,19 @@ def task_section(task: str, summary: dict) -> list[str]:
             *noisy_table(noisy, summary),
             "",
         ]
+    long = summary.get("memory_lengths")
+    if long and long["accuracy"]:
+        base = summary["train_length"]
+        lines += [
+            "FwPKM beyond 8L (accuracy %, mean over seeds (min..max)):",
+            "",
+            "| method | " + " | ".join(f"{n // base}L" for n in long["lengths"]) + " |",
+            "|---" * (len(long["lengths"]) + 1) + "|",
+            *(f"| {m} | " + " | ".join(spread([100 * v for v in row[str(n)]])
+                                       for n in long["lengths"]) + " |"
+              for m, row in long["accuracy"].items()),
+            "",
+        ]  # fmt: skip
     learned = summary.get("repo_learned")
     if learned:
         lines += [
@@ -245,6 +285,7 @@ def main() -> None:
             print(f"{task}: noisy-context evaluation and RePo's positions", flush=True)
             summary["noisy_context"] = noisy_context(out / task, task, summary, args.samples)
             summary["repo_learned"] = repo_learned(out / task, task, summary)
+            summary["memory_lengths"] = memory_lengths(out / task, task, summary, args.samples)
             atomic_write_json(path, summary)
         combined[task] = summary
         sections += task_section(task, summary)

@@ -63,9 +63,21 @@ ABLATIONS: dict[str, dict[str, Any]] = {
 the first RePo layer (``repo`` starts at layer 1 of 3: ``repo_l0`` has no RoPE layer at all,
 ``repo_l2`` RePo in the top layer only) and the simpler predictors (``linear``: d -> H,
 ``linear_shared``: d -> 1 for all heads) instead of the SwiGLU one."""
+MEMORY: dict[str, dict[str, Any]] = {
+    "fwpkm": dict(
+        plan="rope",
+        memory=dict(kind="fwpkm", layers="1", pswa_prob=0.9,
+                    fwpkm=dict(d_k=32, d_v=32, sqrt_n=32, topk=8, chunk=16)),
+    ),
+}  # fmt: skip
+"""FwPKM (arXiv 2601.00671) on the RoPE model: one fast-weight memory before the attention of
+layer 1 (N = 1024 slots, top-8, chunk 16), trained with the paper's pSWA (p = 0.9, window =
+chunk), the setting of ``benchmarks/fwpkm_quality.py``; evaluated writing every chunk."""
+METHOD_CONFIGS: dict[str, dict[str, Any]] = {**ABLATIONS, **MEMORY}
+"""Methods that are not a plain plan name: their ``ModelConfig`` fields."""
 DERIVED: tuple[str, ...] = ("drope", *CONTINUED)
 """Methods that start from a snapshot of the seed's RoPE run."""
-ALL_METHODS: tuple[str, ...] = METHODS + CONTINUED + tuple(ABLATIONS) + PEERS
+ALL_METHODS: tuple[str, ...] = METHODS + CONTINUED + tuple(ABLATIONS) + tuple(MEMORY) + PEERS
 DemoTask = Literal["mqar", "table_tokens", "graph_tokens", "order_tokens"]
 TASK: DemoTask = "mqar"
 TASK_OPTIONS: dict[str, Any] = dict(num_symbols=64, num_kv_pairs=8)
@@ -198,8 +210,8 @@ class DemoArgs:
 
 
 def model_config(plan: DemoPlan, technique: str, vocab_size: int) -> ModelConfig:
-    """The demo's model with ``technique``: a plan name, or one of ``ABLATIONS``."""
-    positions = ABLATIONS.get(technique, {"plan": technique})
+    """The demo's model with ``technique``: a plan name, or one of ``METHOD_CONFIGS``."""
+    positions = METHOD_CONFIGS.get(technique, {"plan": technique})
     return ModelConfig(
         vocab_size=vocab_size, d_model=plan.d_model, n_layers=plan.n_layers,
         n_heads=plan.n_heads, max_seq_len=plan.length, **positions,

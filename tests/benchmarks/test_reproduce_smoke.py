@@ -17,17 +17,19 @@ SCRIPT = Path(__file__).parents[2] / "benchmarks" / "reproduce.py"
 def test_reproduce_runs_every_part(tmp_path):
     out = tmp_path / "rep"
     cmd = [sys.executable, str(SCRIPT), "--out", str(out), "--tasks", "graph_tokens:8",
-           "--seeds", "3", "--samples", "2", "--methods", "rope,repo,repo_cpt", "--workers", "1"]  # fmt: skip
+           "--seeds", "3", "--samples", "2", "--methods", "rope,repo,repo_cpt,fwpkm", "--workers", "1"]  # fmt: skip
     subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=600)
     results = json.loads((out / "results.json").read_text())["graph_tokens"]
     noisy = results["noisy_context"]
-    assert set(noisy["accuracy"]) == {"rope", "repo", "repo_cpt"}
+    assert set(noisy["accuracy"]) == {"rope", "repo", "repo_cpt", "fwpkm"}
+    long = results["memory_lengths"]
+    assert long["lengths"] == [1024, 2048] and set(long["accuracy"]) == {"fwpkm"}
     assert all(len(v["64"]) == 3 for v in noisy["accuracy"].values())
     runs = {r["run"] for r in results["repo_learned"]}
     assert runs == {f"{m}-s{s}" for m in ("repo", "repo_cpt") for s in range(3)}
     report = (out / "reproduce.md").read_text()
     assert "Noisy context" in report and "What RePo learned" in report
-    assert "--methods rope,repo,repo_cpt" in report
+    assert "--methods rope,repo,repo_cpt,fwpkm" in report and "FwPKM beyond 8L" in report
     # --report-only rebuilds the same report from the finished runs
     subprocess.run([*cmd, "--report-only"], check=True, capture_output=True, timeout=600)
     assert (out / "reproduce.md").read_text() == report
