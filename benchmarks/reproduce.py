@@ -70,25 +70,41 @@ def table(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def noisy_context(task_dir: Path, task: str, summary: dict, samples: int) -> dict:
-    """Every model of the task evaluated at L and 4L with ``distractor_noise`` filler."""
-    setup = summary["setup"]
-    base = summary["train_length"]
-    lengths = [base, 4 * base]
-    options = {**setup["task_options"], "distractor_noise": NOISE_SHARE}
+def evaluate_runs(
+    task_dir: Path,
+    task: str,
+    summary: dict,
+    methods: list[str],
+    lengths: list[int],
+    options: dict,
+    folder: str,
+    samples: int,
+) -> dict[str, dict[str, list[float]]]:
+    """Every seed's model of ``methods`` evaluated again at ``lengths`` with ``options``, into
+    ``runs/<method>-s<seed>/<folder>``: per method, length -> per-seed accuracy (0..1)."""
     accuracy = {}
-    for method in summary["accuracy"]:
+    for method in methods:
         per_length: dict[str, list[float]] = {str(n): [] for n in lengths}
-        for seed in range(setup["seeds"]):
+        for seed in range(summary["setup"]["seeds"]):
             run = task_dir / "runs" / f"{method}-s{seed}"
             result = run_eval(
                 LongposEvalModel(load_model(run / "model")), [task], lengths, samples,
-                run / "eval-noise", seed=10_000 + seed, task_options={task: options},
+                run / folder, seed=10_000 + seed, task_options={task: options},
                 progress=False, batch_size=EVAL_BATCH,
             )  # fmt: skip
             for n in lengths:
                 per_length[str(n)].append(result.scores[task][n] / 100)
         accuracy[method] = per_length
+    return accuracy
+
+
+def noisy_context(task_dir: Path, task: str, summary: dict, samples: int) -> dict:
+    """Every model of the task evaluated at L and 4L with ``distractor_noise`` filler."""
+    base = summary["train_length"]
+    lengths = [base, 4 * base]
+    options = {**summary["setup"]["task_options"], "distractor_noise": NOISE_SHARE}
+    accuracy = evaluate_runs(task_dir, task, summary, list(summary["accuracy"]), lengths,
+                             options, "eval-noise", samples)  # fmt: skip
     return {"distractor_noise": NOISE_SHARE, "lengths": lengths, "accuracy": accuracy}
 
 
@@ -98,23 +114,10 @@ MEMORY_MULTIPLIERS = (16, 32)
 
 def memory_lengths(task_dir: Path, task: str, summary: dict, samples: int) -> dict:
     """FwPKM models of the task evaluated beyond 8L (same samples' seeds as the main table)."""
-    setup = summary["setup"]
-    base = summary["train_length"]
-    lengths = [m * base for m in MEMORY_MULTIPLIERS]
-    accuracy = {}
-    for method in [m for m in MEMORY if m in summary["accuracy"]]:
-        per_length: dict[str, list[float]] = {str(n): [] for n in lengths}
-        for seed in range(setup["seeds"]):
-            run = task_dir / "runs" / f"{method}-s{seed}"
-            result = run_eval(
-                LongposEvalModel(load_model(run / "model")), [task], lengths, samples,
-                run / "eval-long", seed=10_000 + seed,
-                task_options={task: setup["task_options"]}, progress=False,
-                batch_size=EVAL_BATCH,
-            )  # fmt: skip
-            for n in lengths:
-                per_length[str(n)].append(result.scores[task][n] / 100)
-        accuracy[method] = per_length
+    lengths = [m * summary["train_length"] for m in MEMORY_MULTIPLIERS]
+    methods = [m for m in MEMORY if m in summary["accuracy"]]
+    accuracy = evaluate_runs(task_dir, task, summary, methods, lengths,
+                             summary["setup"]["task_options"], "eval-long", samples)  # fmt: skip
     return {"lengths": lengths, "accuracy": accuracy}
 
 

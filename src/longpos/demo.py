@@ -200,8 +200,8 @@ class DemoArgs:
     workers: int = 2
     """Parallel training processes (one thread each)."""
     methods: str = ",".join(METHODS)
-    """Comma-separated methods: rope, nope, r2n1, repo, drope (the default), repo_cpt and the
-    peers (``PEERS``)."""
+    """Comma-separated methods of ``ALL_METHODS``: rope, nope, r2n1, repo, drope (the default),
+    repo_cpt, RePo's ablations (``ABLATIONS``), fwpkm and the peers (``PEERS``)."""
     steps: int | None = None
     """Override the calibrated number of training steps."""
     samples: int | None = None
@@ -348,15 +348,11 @@ def run_demo(args: DemoArgs) -> dict[str, Any]:
         if any(m in DERIVED for m in methods) and "rope" not in methods:
             jobs.append(dict(method="rope", seed=seed, root=str(root), plan=asdict(plan),
                              **{"with": methods}))  # fmt: skip
-    names = [f"{m}-s{s}" for s in range(args.seeds) for m in methods]
-    total = sum(
-        plan.steps - derived_step(plan, n.rsplit("-s", 1)[0])
-        if n.rsplit("-s", 1)[0] in DERIVED
-        else plan.steps
-        for n in names
-    )
+    per_seed = sum(plan.steps - derived_step(plan, m) if m in DERIVED else plan.steps
+                   for m in methods)  # fmt: skip
     if any(m in DERIVED for m in methods) and "rope" not in methods:
-        total += args.seeds * plan.steps
+        per_seed += plan.steps  # the RoPE run they start from
+    total = args.seeds * per_seed
     start = time.perf_counter()
     ctx = mp.get_context("spawn")
     with ctx.Pool(min(args.workers, len(jobs))) as pool:

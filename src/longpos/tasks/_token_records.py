@@ -36,6 +36,8 @@ from longpos.tasks.symbolic import (
     NUM_MARKERS,
     ExampleFn,
     SymbolicVocab,
+    check_distractor_noise,
+    noise_symbols,
     register_token_example,
     token_level_sample,
 )
@@ -110,12 +112,7 @@ def render(
     pool = [t for rec in records for t in rec if t >= NUM_MARKERS]
 
     def filler(n: int) -> list[int]:
-        if distractor_noise <= 0:
-            return [vocab.any_sym(rng) for _ in range(n)]
-        return [
-            rng.choice(pool) if rng.random() < distractor_noise else vocab.any_sym(rng)
-            for _ in range(n)
-        ]
+        return noise_symbols(n, vocab, rng, pool, distractor_noise)
 
     out: list[int] = []
     starts: list[int] = []
@@ -166,9 +163,7 @@ class RecordsConfig:
         check_filler(task, getattr(self, "filler"))  # noqa: B009 (each task's own field)
         if not isinstance(self.answer_marker, bool):
             raise ValueError(f"{task}: answer_marker must be a bool, got {self.answer_marker!r}")
-        share = self.distractor_noise
-        if isinstance(share, bool) or not isinstance(share, int | float) or not 0 <= share <= 1:
-            raise ValueError(f"{task}: distractor_noise must be in [0, 1], got {share!r}")
+        check_distractor_noise(self.distractor_noise, task)
 
 
 def check_filler(task: str, mode: Any) -> None:

@@ -19,7 +19,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from longpos.tasks.base import NeedleSpan, Sample, TaskSpec, derive_seed, register_task
-from longpos.tasks.symbolic import BOS, SymbolicVocab, check_num_symbols, token_level_sample
+from longpos.tasks.symbolic import (
+    BOS,
+    SymbolicVocab,
+    check_distractor_noise,
+    check_num_symbols,
+    noise_symbols,
+    token_level_sample,
+)
 
 __all__ = ["MQARConfig", "mqar_example"]
 
@@ -51,9 +58,7 @@ class MQARConfig:
             )
         if not 0 < self.power_a <= 1:
             raise ValueError(f"power_a must be in (0, 1], got {self.power_a}")
-        share = self.distractor_noise
-        if isinstance(share, bool) or not isinstance(share, int | float) or not 0 <= share <= 1:
-            raise ValueError(f"mqar: distractor_noise must be in [0, 1], got {share!r}")
+        check_distractor_noise(self.distractor_noise, "mqar")
 
     @property
     def vocab(self) -> SymbolicVocab:
@@ -96,15 +101,11 @@ def _layout(
         chosen.add(rng.choices(range(slots), weights=weights)[0])
     order = list(range(n))
     rng.shuffle(order)
-    pool = keys + vals
-    p = cfg.distractor_noise if cfg.random_non_queries else 0.0
-
-    def noise() -> int:
-        if not cfg.random_non_queries:
-            return 0
-        return rng.choice(pool) if p > 0 and rng.random() < p else v.any_sym(rng)
-
-    body = [noise() for _ in range(region)]
+    body = (
+        noise_symbols(region, v, rng, keys + vals, cfg.distractor_noise)
+        if cfg.random_non_queries
+        else [0] * region
+    )
     mask = [False] * length
     queries = []
     for slot, pi in zip(sorted(chosen), order, strict=True):

@@ -96,6 +96,26 @@ def check_num_symbols(value: Any, lo: int = 8, task: str = "") -> None:
         raise ValueError(f"{where}num_symbols must be an int in [{lo}, 1000000], got {value!r}")
 
 
+def check_distractor_noise(value: Any, task: str) -> None:
+    """The one check of a config's ``distractor_noise``: a number in ``[0, 1]``."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+        raise ValueError(f"{task}: distractor_noise must be in [0, 1], got {value!r}")
+
+
+def noise_symbols(
+    n: int, vocab: SymbolicVocab, rng: random.Random, pool: list[int], distractor_noise: float
+) -> list[int]:
+    """``n`` filler symbols: i.i.d. random content symbols, each replaced with probability
+    ``distractor_noise`` by a random symbol of ``pool`` (the context's own keys and values);
+    with 0 the draws are exactly the plain random filler's."""
+    if distractor_noise <= 0:
+        return [vocab.any_sym(rng) for _ in range(n)]
+    return [
+        rng.choice(pool) if rng.random() < distractor_noise else vocab.any_sym(rng)
+        for _ in range(n)
+    ]
+
+
 @dataclass
 class TokenOptions:
     """Options of every task's token-level rendering (base class of the task configs)."""
