@@ -21,6 +21,7 @@ import argparse
 import json
 import platform
 import statistics
+import time
 from pathlib import Path
 
 import torch
@@ -199,7 +200,8 @@ def task_section(task: str, summary: dict) -> list[str]:
         f"## `{task}`",
         "",
         f"Options `{json.dumps(setup['task_options'], sort_keys=True)}`; {steps} steps x {plan['batch_size']}"
-        f" x {plan['length']} tokens per method and seed; {setup['wall_seconds']} s wall.",
+        f" x {plan['length']} tokens per method and seed; {setup['wall_seconds']} s wall"
+        f" (training and evaluation), {summary.get('analysis_seconds', '?')} s the analyses below.",
         "",
         "Accuracy (%) of greedy answers, mean over seeds (min..max):",
         "",
@@ -286,9 +288,11 @@ def main() -> None:
                                         methods=args.methods, plan=plan))  # fmt: skip
         if "noisy_context" not in summary:  # also for runs finished before these analyses
             print(f"{task}: noisy-context evaluation and RePo's positions", flush=True)
+            start = time.perf_counter()
             summary["noisy_context"] = noisy_context(out / task, task, summary, args.samples)
             summary["repo_learned"] = repo_learned(out / task, task, summary)
             summary["memory_lengths"] = memory_lengths(out / task, task, summary, args.samples)
+            summary["analysis_seconds"] = round(time.perf_counter() - start, 1)
             atomic_write_json(path, summary)
         combined[task] = summary
         sections += task_section(task, summary)
@@ -298,10 +302,13 @@ def main() -> None:
     )
     if args.methods != ",".join(METHODS):
         command += f" --methods {args.methods}"
+    minutes = sum(s["setup"]["wall_seconds"] + s.get("analysis_seconds", 0)
+                  for s in combined.values()) / 60  # fmt: skip
     text = "\n".join([
         "# Small-scale reproduction (CPU)",
         "",
         f"Command: `{command}`",
+        f"Wall time: {minutes:.0f} min in all (the tasks' times below).",
         f"Machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} "
         f"threads, torch {torch.__version__}; {args.workers} worker processes, one thread each.",
         "",
