@@ -263,6 +263,9 @@ def main() -> None:
                         help="comma-separated, among " + ", ".join(ALL_METHODS))  # fmt: skip
     parser.add_argument("--samples", type=int, default=100)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--reuse", type=Path, default=None,
+                        help="an earlier reproduction folder: its finished runs with the same"
+                             " plan are copied, not trained again (REUSE/<task>/runs)")  # fmt: skip
     parser.add_argument("--report-only", action="store_true",
                         help="rebuild reproduce.md from the finished OUT/<task>/results.json")  # fmt: skip
     args = parser.parse_args()
@@ -284,8 +287,9 @@ def main() -> None:
         else:
             plan = DemoPlan(samples=args.samples, length_multipliers=(1, 2, 4, 8), task=task,
                             steps=steps)  # fmt: skip
+            reuse = args.reuse / task if args.reuse and (args.reuse / task).exists() else None
             summary = run_demo(DemoArgs(out=out / task, seeds=args.seeds, workers=args.workers,
-                                        methods=args.methods, plan=plan))  # fmt: skip
+                                        methods=args.methods, plan=plan, reuse=reuse))  # fmt: skip
         if "noisy_context" not in summary:  # also for runs finished before these analyses
             print(f"{task}: noisy-context evaluation and RePo's positions", flush=True)
             start = time.perf_counter()

@@ -206,6 +206,9 @@ class DemoArgs:
     """Override the calibrated number of training steps."""
     samples: int | None = None
     """Override the number of evaluation samples per length."""
+    reuse: Path | None = None
+    """An earlier demo folder run with the same plan: its finished runs of the methods asked
+    for are copied instead of trained again (training is deterministic per method and seed)."""
     plan: DemoPlan = field(default_factory=DemoPlan)
 
 
@@ -299,6 +302,31 @@ def evaluate_run(folder: Path, plan: DemoPlan, seed: int) -> Any:
 
 
 # ------------------------------------------------------------------------- main side
+def job_runs(job: dict[str, Any]) -> list[str]:
+    """The run folders one job writes: its method's and, for RoPE, the derived methods'."""
+    seed = job["seed"]
+    derived = [m for m in DERIVED if m in job["with"]] if job["method"] == "rope" else []
+    return [f"{m}-s{seed}" for m in [job["method"], *derived]]
+
+
+def reusable_runs(source: Path, plan: DemoPlan) -> tuple[set[str], dict[str, float]]:
+    """The finished run folders of the earlier demo folder ``source`` and their job times;
+    refused unless ``source`` was run with the same plan (task, options, steps, model,
+    evaluation)."""
+    path = source / "results.json"
+    if not path.exists():
+        raise ValueError(f"--reuse: {path} is missing (not a finished demo folder)")
+    earlier = json.loads(path.read_text())
+    ours = json.loads(json.dumps(asdict(plan)))
+    theirs = earlier["setup"]["plan"]
+    differ = sorted(k for k in ours.keys() | theirs.keys() if ours.get(k) != theirs.get(k))
+    if differ:
+        raise ValueError(f"--reuse: {source} was run with a different plan ({', '.join(differ)})")
+    finished = {p.name for p in (source / "runs").iterdir()
+                if (p / "eval" / "samples.jsonl").exists()}  # fmt: skip
+    return finished, earlier.get("job_seconds", {})
+
+
 def wilson(successes: float, n: int, z: float = 1.96) -> tuple[float, float]:
     """95% Wilson interval of a binomial proportion."""
     if n == 0:
@@ -335,6 +363,8 @@ def run_demo(args: DemoArgs) -> dict[str, Any]:
     if args.seeds < 1 or args.workers < 1:
         raise ValueError("--seeds and --workers must be >= 1")
     out = Path(args.out)
+    if args.reuse is not None and Path(args.reuse).resolve() == out.resolve():
+        raise ValueError("--reuse must name another folder than --out (--out's runs are replaced)")
     root = out / "runs"
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
@@ -348,25 +378,40 @@ def run_demo(args: DemoArgs) -> dict[str, Any]:
         if any(m in DERIVED for m in methods) and "rope" not in methods:
             jobs.append(dict(method="rope", seed=seed, root=str(root), plan=asdict(plan),
                              **{"with": methods}))  # fmt: skip
-    per_seed = sum(plan.steps - derived_step(plan, m) if m in DERIVED else plan.steps
-                   for m in methods)  # fmt: skip
-    if any(m in DERIVED for m in methods) and "rope" not in methods:
-        per_seed += plan.steps  # the RoPE run they start from
-    total = args.seeds * per_seed
+    train_seconds: dict[str, float] = {}
+    reused: list[str] = []
+    if args.reuse is not None:
+        finished, seconds = reusable_runs(Path(args.reuse), plan)
+        for job in [j for j in jobs if set(job_runs(j)) <= finished]:
+            jobs.remove(job)
+            for name in job_runs(job):
+                shutil.copytree(Path(args.reuse) / "runs" / name, root / name)
+                reused.append(name)
+            key = f"{job['method']}-s{job['seed']}"
+            if key in seconds:
+                train_seconds[key] = seconds[key]
+        print(f"demo: reused {len(reused)} finished runs from {args.reuse}", flush=True)
+
+    def steps_of(method: str) -> int:
+        return plan.steps - derived_step(plan, method) if method in DERIVED else plan.steps
+
+    names = [n for j in jobs for n in job_runs(j)]  # the runs still to train
+    total = sum(steps_of(n.rsplit("-s", 1)[0]) for n in names)
     start = time.perf_counter()
-    ctx = mp.get_context("spawn")
-    with ctx.Pool(min(args.workers, len(jobs))) as pool:
-        pending = pool.map_async(run_job, jobs)
-        with tqdm(total=total, desc="demo: training", unit="step", dynamic_ncols=True) as bar:
-            while not pending.ready():
-                pending.wait(2.0)
-                bar.n = min(total, steps_done(root, sorted(p.name for p in root.iterdir())))
-                bar.refresh()
-        train_seconds = {r["method"]: r["seconds"] for r in pending.get()}
-        # Let the workers exit on their own: the context manager's terminate() kills them,
-        # which can leave their semaphores to the resource tracker (a warning at exit).
-        pool.close()
-        pool.join()
+    if jobs:
+        ctx = mp.get_context("spawn")
+        with ctx.Pool(min(args.workers, len(jobs))) as pool:
+            pending = pool.map_async(run_job, jobs)
+            with tqdm(total=total, desc="demo: training", unit="step", dynamic_ncols=True) as bar:
+                while not pending.ready():
+                    pending.wait(2.0)
+                    bar.n = min(total, steps_done(root, names))
+                    bar.refresh()
+            train_seconds.update({r["method"]: r["seconds"] for r in pending.get()})
+            # Let the workers exit on their own: the context manager's terminate() kills them,
+            # which can leave their semaphores to the resource tracker (a warning at exit).
+            pool.close()
+            pool.join()
     elapsed = time.perf_counter() - start
     summary = summarise(root, methods, args.seeds, plan)
     summary["job_seconds"] = train_seconds
@@ -375,6 +420,7 @@ def run_demo(args: DemoArgs) -> dict[str, Any]:
         "seeds": args.seeds,
         "methods": methods, "wall_seconds": round(elapsed, 1), "quick": args.quick,
         "workers": args.workers,
+        "reused_runs": {"from": str(args.reuse), "runs": sorted(reused)} if reused else None,
     }  # fmt: skip
     atomic_write_json(out / "results.json", summary)
     write_outputs(out, summary, plan)

@@ -169,3 +169,27 @@ def test_repo_ablation_methods_build_their_models(tmp_path):
     config = json.loads((tmp_path / "runs" / "repo_linear_shared-s0" / "model" / "config.json")
                         .read_text())["model"]  # fmt: skip
     assert config["repo"]["variant"] == "linear_shared"
+
+
+def test_demo_reuses_finished_runs_of_the_same_plan_only(tmp_path, capsys):
+    common = ["demo", "--quick", "--steps", "8", "--samples", "2", "--workers", "1"]
+    main([*common, "--methods", "rope,drope", "--out", str(tmp_path / "a")])
+    main([*common, "--methods", "rope,drope,nope", "--reuse", str(tmp_path / "a"),
+          "--out", str(tmp_path / "b")])  # fmt: skip
+    a = json.loads((tmp_path / "a" / "results.json").read_text())
+    b = json.loads((tmp_path / "b" / "results.json").read_text())
+    assert b["setup"]["reused_runs"]["runs"] == ["drope-s0", "rope-s0"]
+    assert set(b["accuracy"]) == {"rope", "drope", "nope"}
+    for method in ("rope", "drope"):
+        assert b["accuracy"][method] == a["accuracy"][method]
+    assert (tmp_path / "b" / "runs" / "nope-s0" / "eval" / "samples.jsonl").exists()
+    # another plan (steps) is refused, and so is reusing the output folder itself
+    capsys.readouterr()
+    for argv, message in [
+        (["--steps", "9", "--out", str(tmp_path / "c")], "a different plan (steps)"),
+        (["--out", str(tmp_path / "a")], "another folder than --out"),
+    ]:
+        with pytest.raises(SystemExit):
+            main([*common, "--methods", "rope", "--reuse", str(tmp_path / "a"), *argv])
+        assert message in capsys.readouterr().err
+    assert (tmp_path / "a" / "runs" / "rope-s0" / "eval").exists()  # left untouched
