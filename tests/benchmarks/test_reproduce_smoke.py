@@ -23,13 +23,18 @@ def test_reproduce_runs_every_part(tmp_path):
     noisy = results["noisy_context"]
     assert set(noisy["accuracy"]) == {"rope", "repo", "repo_cpt", "fwpkm"}
     long = results["memory_lengths"]
-    assert long["lengths"] == [1024, 2048] and set(long["accuracy"]) == {"fwpkm"}
+    assert long["lengths"] == [1024, 2048] and set(long["accuracy"]) == {"fwpkm", "rope"}
     assert all(len(v["64"]) == 3 for v in noisy["accuracy"].values())
     runs = {r["run"] for r in results["repo_learned"]}
     assert runs == {f"{m}-s{s}" for m in ("repo", "repo_cpt") for s in range(3)}
     report = (out / "reproduce.md").read_text()
     assert "Noisy context" in report and "What RePo learned" in report
-    assert "--methods rope,repo,repo_cpt,fwpkm" in report and "FwPKM beyond 8L" in report
+    assert "--methods rope,repo,repo_cpt,fwpkm" in report and "Beyond 8L" in report
+    assert "## The papers' claims at this scale" in report
+    claims = json.loads((out / "claims.json").read_text())
+    assert {c["paper"].split()[0] for c in claims} == {"RePo", "FwPKM"}  # no DroPE run
+    assert all(r["verdict"] in ("held", "not held", "cannot tell") for c in claims
+               for r in c["rows"])  # fmt: skip
     # --report-only rebuilds the same report from the finished runs
     subprocess.run([*cmd, "--report-only"], check=True, capture_output=True, timeout=600)
     assert (out / "reproduce.md").read_text() == report
