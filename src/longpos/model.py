@@ -567,6 +567,7 @@ class LongposLM(nn.Module):
         generator: torch.Generator | None = None,
         use_cache: bool = True,
         read_passes: int | None = None,
+        cache: KVCache | None = None,
     ) -> torch.Tensor:
         """Continue ``input_ids (B, T)`` by up to ``max_new_tokens``; returns (B, T + n).
 
@@ -581,6 +582,13 @@ class LongposLM(nn.Module):
         travels in the cache and keeps writing every ``chunk`` tokens while decoding. Without
         the cache each step re-reads prompt and generated tokens (equal to the cached path for
         ``read_passes=1`` only).
+
+        ``cache``: continue from a cache that already holds the first ``cache.length`` tokens
+        of ``input_ids`` (from ``forward(..., cache=...)`` or an earlier step); only the rest
+        is fed, with one reading pass, and the cache is extended in place. FwPKM's paper
+        protocol (reading passes over the haystack only, then the question):
+        ``out = model(haystack, cache=model.new_cache(), read_passes=2)``, then
+        ``model.generate(torch.cat((haystack, question), 1), n, cache=out.cache)``.
         """
         if max_new_tokens < 0:
             raise ValueError(f"max_new_tokens={max_new_tokens} must be >= 0")
@@ -591,11 +599,22 @@ class LongposLM(nn.Module):
         if top_k is not None and top_k < 1:
             raise ValueError(f"top_k={top_k} must be >= 1")
         passes = self.config.memory.fwpkm.read_passes if read_passes is None else read_passes
+        step_input = input_ids
+        if cache is not None:
+            if not use_cache:
+                raise ValueError("cache= continues a cached sequence: it needs use_cache=True")
+            if not 0 < cache.length < input_ids.shape[1]:
+                raise ValueError(
+                    f"the cache holds {cache.length} tokens; input_ids ({input_ids.shape[1]} "
+                    "tokens) must start with them and add at least one"
+                )
+            step_input = input_ids[:, cache.length :]
+            passes = 1 if read_passes is None else read_passes  # refused if > 1 (a past)
+        elif use_cache:
+            cache = self.new_cache()
         was_training = self.training
         self.eval()
         tokens = input_ids
-        cache = self.new_cache() if use_cache else None
-        step_input = input_ids
         done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
         for step in range(max_new_tokens):
             first = step == 0 or not use_cache

@@ -339,6 +339,33 @@ def test_generate_uses_iterative_reading_on_the_prompt() -> None:
     assert torch.equal(cfg_default.generate(prompt, 3), out)
 
 
+def test_generate_continues_a_cache_read_with_passes_over_the_haystack_only() -> None:
+    model = mem_model()
+    prompt = ids(length=17)
+    haystack, question = prompt[:, :13], prompt[:, 13:]
+    cache = model.new_cache()
+    read = model(haystack, cache=cache, read_passes=2)
+    out = model.generate(prompt, 4, cache=read.cache)
+    # by hand: the question read once from the written memory, then greedy steps
+    manual = model.new_cache()
+    model(haystack, cache=manual, read_passes=2)
+    tokens = prompt
+    step = question
+    for _ in range(4):
+        nxt = model(step, cache=manual).logits[:, -1].argmax(-1, keepdim=True)
+        tokens, step = torch.cat((tokens, nxt), 1), nxt
+    assert torch.equal(out, tokens)
+    assert cache.length == 17 + 3  # extended in place (the last token is never fed)
+    with pytest.raises(ValueError, match="must start with them"):
+        model.generate(prompt[:, :5], 2, cache=cache)
+    with pytest.raises(ValueError, match="use_cache=True"):
+        model.generate(prompt, 2, cache=cache, use_cache=False)
+    with pytest.raises(ValueError, match="empty cache"):
+        fresh = model.new_cache()
+        model(haystack, cache=fresh)
+        model.generate(prompt, 2, cache=fresh, read_passes=2)
+
+
 def test_iterative_reading_is_differentiable() -> None:
     model = mem_model().train()
     model(ids(), read_passes=2).logits.sum().backward()
