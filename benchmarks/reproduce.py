@@ -224,6 +224,21 @@ def parse_task(text: str, default_steps: int) -> tuple[str, int]:
     return name, int(steps) if steps else default_steps
 
 
+def separation(summary: dict) -> tuple[int, int]:
+    """How much a task tells the methods apart: of all (pair of methods, length) comparisons,
+    how many have disjoint seed ranges (every seed of one above every seed of the other)."""
+    acc = summary["accuracy"]
+    methods = sorted(acc)
+    separated = total = 0
+    for n in summary["lengths"]:
+        seeds = {m: acc[m][str(n)]["per_seed"] for m in methods}
+        for i, a in enumerate(methods):
+            for b in methods[i + 1 :]:
+                total += 1
+                separated += min(seeds[a]) > max(seeds[b]) or min(seeds[b]) > max(seeds[a])
+    return separated, total
+
+
 def task_section(task: str, summary: dict) -> list[str]:
     setup = summary["setup"]
     plan = setup["plan"]
@@ -239,6 +254,9 @@ def task_section(task: str, summary: dict) -> list[str]:
         "Accuracy (%) of greedy answers, mean over seeds (min..max):",
         "",
         table(summary),
+        "",
+        "Methods told apart: {} of {} (pair of methods, length) comparisons have disjoint"
+        " seed ranges.".format(*separation(summary)),
         "",
         f"Chance: {100 * chance['uniform_value']:.1f}% (random value), "
         f"{100 * chance['copy_any_needle']:.1f}% (copy some record's value)"
