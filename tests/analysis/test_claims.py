@@ -35,6 +35,16 @@ def test_verdict_rule(kind, ours, theirs, expected):
     assert verdict(kind, ours, theirs) == expected
 
 
+def test_beating_the_comparator_at_guessing_level_is_not_held():
+    assert verdict("beats", [0.10, 0.12, 0.2], [0.0, 0.02, 0.05], floor=0.125) == "not held"
+    assert verdict("beats", [0.13, 0.15, 0.2], [0.0, 0.02, 0.05], floor=0.125) == "held"
+    claim = Claim("P", "beats far", ("fwpkm",), ("rope",), "long", (16,))
+    task = summary({"fwpkm": {64: [1, 1, 1]}, "rope": {64: [1, 1, 1]}},
+                   long={"fwpkm": {1024: [0.1, 0.05, 0.08]}, "rope": {1024: [0, 0, 0.01]}})  # fmt: skip
+    (row,) = evaluate_claim(claim, {"mqar": task})
+    assert row["verdict"] == "not held" and row["guessing"]
+
+
 def test_claim_uses_the_mean_over_its_lengths_per_seed():
     claim = Claim("P", "beats beyond L", ("repo",), ("rope",), "clean", (2, 4))
     task = summary({

@@ -8,9 +8,11 @@ models beyond 8L, with their base model). The rule is fixed in code, not chosen 
 
 - a **score per seed**: the mean accuracy over the claim's lengths;
 - ``beats``: **held** when every seed of the method scores above every seed of the comparator
-  (min > max); **not held** when no seed of the method scores above the comparator's worst
-  seed (max <= min; equal scores, both at 100% for example, do not beat each other);
-  otherwise **cannot tell** (the seed ranges overlap);
+  (min > max) and above the copy-some-record chance level (a better guess is not better
+  retrieval: above the comparator but not above that level is **not held**); **not held**
+  when no seed of the method scores above the comparator's worst seed (max <= min; equal
+  scores, both at 100% for example, do not beat each other); otherwise **cannot tell** (the
+  seed ranges overlap);
 - ``matches``: **held** unless every seed of the method scores below every seed of the
   comparator (then **not held**);
 - **cannot tell** also when neither model learned the task: both below the copy-some-record
@@ -92,12 +94,13 @@ def learned_at_l(summary: dict[str, Any], method: str) -> bool:
     return bool(values) and statistics.mean(values) > summary["chance"]["copy_any_needle"]
 
 
-def verdict(kind: str, ours: list[float], theirs: list[float]) -> Verdict:
-    """The rule of the module docstring on two lists of per-seed scores."""
+def verdict(kind: str, ours: list[float], theirs: list[float], floor: float = 0.0) -> Verdict:
+    """The rule of the module docstring on two lists of per-seed scores; ``floor``: the
+    copy-some-record chance level a held ``beats`` must exceed with every seed."""
     if kind == "matches":
         return "not held" if max(ours) < min(theirs) else "held"
     if min(ours) > max(theirs):
-        return "held"
+        return "held" if min(ours) > floor else "not held"
     if max(ours) <= min(theirs):
         return "not held"
     return "cannot tell"
@@ -119,11 +122,14 @@ def evaluate_claim(claim: Claim, results: dict[str, dict[str, Any]]) -> list[dic
                 if theirs is None:
                     continue
                 learned = learned_at_l(summary, method) or learned_at_l(summary, other)
+                floor = summary["chance"]["copy_any_needle"]
+                guessing = claim.kind == "beats" and min(ours) > max(theirs) and min(ours) <= floor
                 rows.append({
                     "task": task, "method": method, "against": other,
                     "ours": ours, "theirs": theirs,
-                    "verdict": verdict(claim.kind, ours, theirs) if learned else "cannot tell",
-                    "learned": learned,
+                    "verdict": verdict(claim.kind, ours, theirs, floor) if learned
+                    else "cannot tell",
+                    "learned": learned, "guessing": learned and guessing,
                 })  # fmt: skip
     return rows
 
@@ -170,7 +176,9 @@ def claims_report(results: dict[str, dict[str, Any]]) -> tuple[list[str], list[d
             "  |---|---|---|---|---|---|",
             *(f"  | {r['task']} | {r['method']} | {r['against']} | {spread(r['ours'])} |"
               f" {spread(r['theirs'])} | {r['verdict']}"
-              + ("" if r["learned"] else " (neither learned the task)") + " |"
+              + ("" if r["learned"] else " (neither learned the task)")
+              + (" (above it, but not above the copy-some-record level)" if r["guessing"]
+                 else "") + " |"
               for r in rows),
             "",
         ]  # fmt: skip
