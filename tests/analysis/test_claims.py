@@ -83,6 +83,25 @@ def test_noisy_and_long_evaluations_and_the_report():
     assert any(line.startswith("- RePo") for line in lines)
 
 
+@pytest.mark.parametrize(
+    ("verdicts", "overall"),
+    [
+        (["held", "held"], "**held**"),
+        (["held", "cannot tell"], "**held where decided**"),
+        (["not held", "cannot tell"], "**not held where decided**"),
+        (["not held"], "**not held**"),
+        (["held", "not held", "cannot tell"], "**held in part**"),
+        (["cannot tell"], "**cannot tell**"),
+    ],
+)
+def test_the_sentence_sums_the_verdicts(verdicts, overall):
+    from longpos.analysis.claims import claim_sentence
+
+    sentence = claim_sentence(CLAIMS[0], [{"verdict": v} for v in verdicts])
+    assert f"{overall} at this scale" in sentence
+    assert f"of {len(verdicts)} comparisons" in sentence
+
+
 def test_every_claim_names_known_methods_and_a_rule():
     from longpos.demo import ALL_METHODS
 

@@ -59,7 +59,7 @@ def check_demo_folder(out, methods):
             cell = results["accuracy"][method][str(n)]
             assert 0.0 <= cell["accuracy"] <= 1.0 and cell["samples"] > 0
             assert cell["ci95"][0] <= cell["accuracy"] <= cell["ci95"][1]
-    assert results["setup"]["task"] == "mqar"
+    assert results["setup"]["task"] == "graph_tokens"  # DEFAULT_TASK
     report = (out / "report.md").read_text()
     assert "| method |" in report and all(f"| {m} |" in report for m in methods)
     assert (out / "accuracy_vs_length.png").read_bytes()[:4] == b"\x89PNG"

@@ -57,17 +57,17 @@ def test_eval_viz_report_need_no_options_for_a_trained_model(tmp_path, capsys, m
     main(["train", "--recipe", "demo", "--out", "runs/repo", "--model.plan", "repo", *FAST])
     meta = json.loads((tmp_path / "runs/repo/model/config.json").read_text())
     trained = meta["extra"]["trained_on"]
-    assert trained["tasks"] == ["mqar"] and trained["options"]["num_kv_pairs"] == 8
+    assert trained["tasks"] == ["graph_tokens"] and trained["options"]["nodes"] == 8
     main(["eval", "--model", "runs/repo/model", "--samples", "2", "--out", "eval/repo"])
     printed = capsys.readouterr().out
-    assert "mqar" in printed and "256" in printed  # the table: 1x, 2x, 4x of L = 64
+    assert "graph_tokens" in printed and "256" in printed  # the table: 1x, 2x, 4x of L = 64
     results = json.loads((tmp_path / "eval/repo/results.json").read_text())
     assert results["metadata"]["train_length"] == 64
-    assert results["metadata"]["task_options"]["mqar"]["num_symbols"] == 64
-    main(["viz", "positions", "--model", "runs/repo/model", "--task", "mqar", "--length", "128",
+    assert results["metadata"]["task_options"]["graph_tokens"]["num_symbols"] == 64
+    main(["viz", "positions", "--model", "runs/repo/model", "--task", "graph_tokens", "--length", "128",
           "--out", "positions.html"])  # fmt: skip
     page = (tmp_path / "positions.html").read_text()
-    assert '"query":[126]' in page and '"train_length":64' in page
+    assert '"query":[125,126]' in page  # QUERY a and '"train_length":64' in page
     main(["report", "eval/repo", "--out", "report"])
     assert "Training length: 64 tokens." in (tmp_path / "report/report.md").read_text()
 

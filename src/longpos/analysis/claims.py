@@ -143,12 +143,11 @@ def spread(values: list[float]) -> str:
 def claim_sentence(claim: Claim, rows: list[dict[str, Any]]) -> str:
     """The claim and its verdicts, counted over (task, method, comparator) comparisons."""
     counts = {v: sum(r["verdict"] == v for r in rows) for v in VERDICTS}
-    if counts["held"] and not counts["not held"] and not counts["cannot tell"]:
-        overall = "held"
-    elif counts["not held"] and not counts["held"] and not counts["cannot tell"]:
-        overall = "not held"
-    elif counts["held"] or counts["not held"]:
+    held, failed, open_ = counts["held"], counts["not held"], counts["cannot tell"]
+    if held and failed:
         overall = "held in part"
+    elif held or failed:
+        overall = ("held" if held else "not held") + (" where decided" if open_ else "")
     else:
         overall = "cannot tell"
     parts = ", ".join(f"{counts[v]} {v}" for v in VERDICTS if counts[v])
