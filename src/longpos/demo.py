@@ -375,6 +375,8 @@ def run_demo(args: DemoArgs) -> dict[str, Any]:
     out = Path(args.out)
     if args.reuse is not None and Path(args.reuse).resolve() == out.resolve():
         raise ValueError("--reuse must name another folder than --out (--out's runs are replaced)")
+    # checked before --out's runs are deleted
+    finished, seconds = reusable_runs(Path(args.reuse), plan) if args.reuse else (set(), {})
     root = out / "runs"
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
@@ -391,7 +393,6 @@ def run_demo(args: DemoArgs) -> dict[str, Any]:
     train_seconds: dict[str, float] = {}
     reused: list[str] = []
     if args.reuse is not None:
-        finished, seconds = reusable_runs(Path(args.reuse), plan)
         for job in [j for j in jobs if set(job_runs(j)) <= finished]:
             jobs.remove(job)
             for name in job_runs(job):

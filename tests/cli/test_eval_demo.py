@@ -188,8 +188,13 @@ def test_demo_reuses_finished_runs_of_the_same_plan_only(tmp_path, capsys):
     for argv, message in [
         (["--steps", "9", "--out", str(tmp_path / "c")], "a different plan (steps)"),
         (["--out", str(tmp_path / "a")], "another folder than --out"),
+        (
+            ["--out", str(tmp_path / "b"), "--reuse", str(tmp_path / "none")],
+            "none/results.json is missing",
+        ),
     ]:
         with pytest.raises(SystemExit):
             main([*common, "--methods", "rope", "--reuse", str(tmp_path / "a"), *argv])
         assert message in capsys.readouterr().err
     assert (tmp_path / "a" / "runs" / "rope-s0" / "eval").exists()  # left untouched
+    assert (tmp_path / "b" / "runs" / "nope-s0" / "eval").exists()  # refused before deleting
