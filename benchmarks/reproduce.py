@@ -328,6 +328,8 @@ def main() -> None:
         tasks = [parse_task(t, default_steps) for t in args.tasks]
     except argparse.ArgumentTypeError as err:
         parser.error(str(err))
+    if args.reuse is not None and not args.reuse.is_dir():
+        parser.error(f"--reuse: {args.reuse} is not a folder")
     out = Path(args.out)
     sections, combined = [], {}
     for task, steps in tasks:
@@ -340,6 +342,8 @@ def main() -> None:
             plan = DemoPlan(samples=args.samples, length_multipliers=(1, 2, 4, 8), task=task,
                             steps=steps)  # fmt: skip
             reuse = args.reuse / task if args.reuse and (args.reuse / task).exists() else None
+            if args.reuse and reuse is None:
+                print(f"{task}: nothing to reuse in {args.reuse}", flush=True)
             summary = run_demo(DemoArgs(out=out / task, seeds=args.seeds, workers=args.workers,
                                         methods=args.methods, plan=plan, reuse=reuse))  # fmt: skip
         if "noisy_context" not in summary:  # also for runs finished before these analyses

@@ -44,3 +44,9 @@ def test_too_few_seeds_are_refused():
     proc = subprocess.run([sys.executable, str(SCRIPT), "--seeds", "2"], capture_output=True,
                           text=True, timeout=120)  # fmt: skip
     assert proc.returncode == 2 and "--seeds must be >= 3" in proc.stderr
+
+
+def test_a_missing_reuse_folder_is_refused(tmp_path):
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--reuse", str(tmp_path / "none")],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 2 and "none is not a folder" in proc.stderr
