@@ -20,13 +20,12 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import time
 from pathlib import Path
 
 import torch
 
-from longpos.analysis.claims import claims_report
+from longpos.analysis.claims import claims_report, spread
 from longpos.analysis.patterns import analyze_patterns
 from longpos.analysis.placement import ORDERS, placement_report
 from longpos.checkpoint import load_model
@@ -63,11 +62,7 @@ def table(summary: dict) -> str:
     acc = summary["accuracy"]
     for method in [m for m in ALL_METHODS if m in acc]:  # the demo's order (JSON sorts keys)
         row = acc[method]
-        cells = []
-        for n in lengths:
-            per_seed = [100 * v for v in row[str(n)]["per_seed"]]
-            mean = statistics.mean(per_seed)
-            cells.append(f"{mean:.1f} ({min(per_seed):.0f}..{max(per_seed):.0f})")
+        cells = [spread(row[str(n)]["per_seed"], digits=1) for n in lengths]
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -163,15 +158,10 @@ def noisy_table(noisy: dict, summary: dict) -> list[str]:
     for method in [m for m in ALL_METHODS if m in noisy["accuracy"]]:
         cells = []
         for n in lengths:
-            clean = [100 * v for v in summary["accuracy"][method][str(n)]["per_seed"]]
-            noise = [100 * v for v in noisy["accuracy"][method][str(n)]]
-            cells += [spread(clean), spread(noise)]
+            clean = summary["accuracy"][method][str(n)]["per_seed"]
+            cells += [spread(clean, digits=1), spread(noisy["accuracy"][method][str(n)], digits=1)]
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return lines
-
-
-def spread(values: list[float]) -> str:
-    return f"{statistics.mean(values):.1f} ({min(values):.0f}..{max(values):.0f})"
 
 
 def learned_table(rows: list[dict], base: int) -> list[str]:
@@ -285,7 +275,7 @@ def task_section(task: str, summary: dict) -> list[str]:
             "",
             "| method | " + " | ".join(f"{n // base}L" for n in long["lengths"]) + " |",
             "|---" * (len(long["lengths"]) + 1) + "|",
-            *(f"| {m} | " + " | ".join(spread([100 * v for v in row[str(n)]])
+            *(f"| {m} | " + " | ".join(spread(row[str(n)], digits=1)
                                        for n in long["lengths"]) + " |"
               for m, row in long["accuracy"].items()),
             "",
@@ -354,10 +344,11 @@ def main() -> None:
             summary["memory_lengths"] = memory_lengths(out / task, task, summary, args.samples)
             summary["analysis_seconds"] = round(time.perf_counter() - start, 1)
             atomic_write_json(path, summary)
-        long = memory_lengths(out / task, task, summary, args.samples)
-        if long != summary["memory_lengths"]:  # analysed before the base model was evaluated
-            summary["memory_lengths"] = long
-            atomic_write_json(path, summary)
+        else:  # analysed earlier, perhaps before the base model was evaluated beyond 8L
+            long = memory_lengths(out / task, task, summary, args.samples)
+            if long != summary["memory_lengths"]:
+                summary["memory_lengths"] = long
+                atomic_write_json(path, summary)
         combined[task] = summary
         sections += task_section(task, summary)
     steps_of = {t: combined[t]["setup"]["plan"]["steps"] for t, _ in tasks}

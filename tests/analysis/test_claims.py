@@ -102,9 +102,23 @@ def test_the_sentence_sums_the_verdicts(verdicts, overall):
     assert f"of {len(verdicts)} comparisons" in sentence
 
 
-def test_every_claim_names_known_methods_and_a_rule():
-    from longpos.demo import ALL_METHODS
+def test_every_claim_is_decidable_from_a_full_reproduction():
+    """Each claim names known methods and tasks, compares disjoint method sets, and asks only
+    for lengths the reproduction evaluates (clean 1-8L, noisy L and 4L, FwPKM 16L and 32L):
+    with every method held at 90% against 10% it gets a verdict on every task it names."""
+    from longpos.demo import ALL_METHODS, DEMO_TASKS
 
+    lengths = {"clean": (1, 2, 4, 8), "noisy": (1, 4), "long": (16, 32)}
     for claim in CLAIMS:
         assert set(claim.methods) | set(claim.against) <= set(ALL_METHODS)
-        assert claim.kind in ("beats", "matches") and claim.multipliers
+        assert not set(claim.methods) & set(claim.against)
+        assert claim.tasks is None or set(claim.tasks) <= set(DEMO_TASKS)
+        assert claim.multipliers and set(claim.multipliers) <= set(lengths[claim.evaluation])
+        scores = {m: [0.9] * 3 for m in claim.methods} | {m: [0.1] * 3 for m in claim.against}
+        rows = {m: {64 * k: v for k in lengths[claim.evaluation]} for m, v in scores.items()}
+        clean = {m: {64 * k: v for k in (1, 2, 4, 8)} for m, v in scores.items()}
+        tasks = claim.tasks or ("mqar",)
+        results = {t: summary(clean, noisy=rows, long=rows) for t in tasks}
+        got = evaluate_claim(claim, results)
+        assert len(got) == len(tasks) * len(claim.methods) * len(claim.against)
+        assert {r["verdict"] for r in got} == {"held"}  # 90% beats and matches 10%

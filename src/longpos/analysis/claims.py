@@ -134,10 +134,10 @@ def evaluate_claim(claim: Claim, results: dict[str, dict[str, Any]]) -> list[dic
     return rows
 
 
-def spread(values: list[float]) -> str:
-    """``mean (min..max)`` in percent."""
+def spread(values: list[float], digits: int = 0) -> str:
+    """Fractions as ``mean (min..max)`` in percent, the mean with ``digits`` decimals."""
     pct = [100 * v for v in values]
-    return f"{statistics.mean(pct):.0f} ({min(pct):.0f}..{max(pct):.0f})"
+    return f"{statistics.mean(pct):.{digits}f} ({min(pct):.0f}..{max(pct):.0f})"
 
 
 def claim_sentence(claim: Claim, rows: list[dict[str, Any]]) -> str:
