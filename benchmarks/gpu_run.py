@@ -816,6 +816,28 @@ def part_evidence(ctx: Run) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------ markdown
+def _ratio_line(key: str, r: dict[str, Any]) -> str:
+    return (f"{key}: RePo/RoPE median per-round ratio {r['summary']}, {r.get('rounds')} rounds;"
+            f" peak memory GiB {r.get('peak_memory_gib')}")  # fmt: skip
+
+
+SPEED_LINES: dict[str, Callable[[str, dict[str, Any]], str]] = {
+    "native_repo_vs_rope": _ratio_line,
+    "hf_repo_vs_stock": _ratio_line,
+    "fwpkm_throughput": lambda _, r: (
+        f"FwPKM / no memory training throughput: {r['throughput_ratio_fwpkm_over_none']:.3f}"
+        f" (tokens/s { {k: round(v) for k, v in r['tokens_per_s'].items()} })"),
+    "compile_repo": lambda _, r: (
+        f"torch.compile, RePo step: {r['repo_speedup_compiled']:.3f}x faster compiled;"
+        f" RePo/RoPE eager {r['eager']['median_ratio']:.3f},"
+        f" compiled {r['compiled']['median_ratio']:.3f}"),
+    "eval_batched_vs_unbatched": lambda _, r: (
+        f"eval, {r['preset']} at {r['length']}: batch {r['batch']} is {r['speedup']:.2f}x"
+        f" batch 1 (identical predictions: {r['identical_predictions']})"),
+}  # fmt: skip
+"""How ``summary.md`` words each finished speed measurement (a failed one: status and error)."""
+
+
 def summary_markdown(results: dict[str, Any]) -> str:
     header = results.get("header", {})
     lines = [
@@ -864,36 +886,13 @@ def summary_markdown(results: dict[str, Any]) -> str:
     speed = parts.get("speed", {})
     if speed:
         lines += ["", "## Speed", ""]
-        for key in ("native_repo_vs_rope", "hf_repo_vs_stock"):
+        for key, describe in SPEED_LINES.items():
             r = speed.get(key, {})
             if r.get("status") == "ok":
-                lines.append(f"- {key}: RePo/RoPE median per-round ratio {r['summary']}, "
-                             f"{r.get('rounds')} rounds; peak memory GiB "
-                             f"{r.get('peak_memory_gib')}")  # fmt: skip
+                lines.append(f"- {describe(key, r)}")
             elif r:
-                lines.append(f"- {key}: {r.get('status')} {r.get('error', r.get('reason', ''))}")
-        r = speed.get("fwpkm_throughput", {})
-        if r.get("status") == "ok":
-            lines.append(f"- FwPKM / no memory training throughput: "
-                         f"{r['throughput_ratio_fwpkm_over_none']:.3f} (tokens/s "
-                         f"{ {k: round(v) for k, v in r['tokens_per_s'].items()} })")  # fmt: skip
-        elif r:
-            lines.append(f"- fwpkm_throughput: {r.get('status')} {r.get('error', '')}")
-        r = speed.get("compile_repo", {})
-        if r.get("status") == "ok":
-            lines.append(f"- torch.compile, RePo step: {r['repo_speedup_compiled']:.3f}x faster "
-                         f"compiled; RePo/RoPE eager {r['eager']['median_ratio']:.3f}, "
-                         f"compiled {r['compiled']['median_ratio']:.3f}")  # fmt: skip
-        elif r:
-            lines.append(f"- compile_repo: {r.get('status')} {r.get('error', r.get('reason'))}")
-        r = speed.get("eval_batched_vs_unbatched", {})
-        if r.get("status") == "ok":
-            lines.append(f"- eval, {r['preset']} at {r['length']}: batch {r['batch']} is "
-                         f"{r['speedup']:.2f}x batch 1 (identical predictions: "
-                         f"{r['identical_predictions']})")  # fmt: skip
-        elif r:
-            lines.append(f"- eval batched vs unbatched: {r.get('status')} "
-                         f"({r.get('error', r.get('reason'))})")  # fmt: skip
+                lines.append(f"- {key}: {r.get('status')} "
+                             f"({r.get('error', r.get('reason', ''))})")  # fmt: skip
     ev = parts.get("evidence", {})
     if ev.get("jobs"):
         lines += ["", f"## Evidence: `{ev.get('task')}` at L = {ev.get('length')}, "

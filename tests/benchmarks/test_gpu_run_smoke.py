@@ -42,6 +42,9 @@ def test_gpu_run_smoke_on_cpu(tmp_path):
         assert json.loads((out / f"{name}.json").read_text())["status"] == "ok"
     summary = (out / "summary.md").read_text()
     assert "Cached decoding vs full forward: native" in summary
+    assert "- native_repo_vs_rope: RePo/RoPE median per-round ratio" in summary
+    assert "- FwPKM / no memory training throughput:" in summary
+    assert "- compile_repo: skipped (" in summary  # no compiler backend on the CPU smoke run
 
     corr = parts["correctness"]
     plans = ["rope", "nope", "r2n1", "repo", "drope", "yarn", "fwpkm"]

@@ -26,14 +26,16 @@ CACHE_KWARG: str = _cache_keyword()
 ``past_key_values`` (5.23)."""
 
 
-def take_cache(past_key_values: Any, kwargs: dict[str, Any]) -> Any:
-    """The cache passed under either name; removes ``cache`` from ``kwargs``.
-
-    Raises ``ValueError`` when both names carry a cache."""
-    cache = kwargs.pop("cache", None)
+def either_cache(cache: Any, past_key_values: Any) -> Any:
+    """The cache passed under either name; ``ValueError`` when both carry different ones."""
     if cache is not None and past_key_values is not None and cache is not past_key_values:
         raise ValueError("pass the KV cache once: as `cache` or as `past_key_values`, not both")
     return past_key_values if cache is None else cache
+
+
+def take_cache(past_key_values: Any, kwargs: dict[str, Any]) -> Any:
+    """:func:`either_cache` of ``past_key_values`` and ``kwargs["cache"]``, which it removes."""
+    return either_cache(kwargs.pop("cache", None), past_key_values)
 
 
 def output_cache(outputs: Any) -> Any:

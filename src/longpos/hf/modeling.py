@@ -27,7 +27,7 @@ from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM, DynamicCache
 
 from longpos.hf.attention import ATTENTION_CLASSES, LongposAttentionMixin
-from longpos.hf.compat import CACHE_KWARG, take_cache
+from longpos.hf.compat import CACHE_KWARG, either_cache
 from longpos.hf.families import FAMILIES, Family, decoder_layers
 from longpos.hf.memory import (
     MEMORY_KWARG,
@@ -144,7 +144,7 @@ class LongposCausalLMMixin:
         base = super().forward  # type: ignore[misc]
         # Both keywords are named in the signature: generate() accepts only the model kwargs the
         # forward names, so a returned cache can be passed back under either.
-        cache = take_cache(past_key_values, {"cache": cache})
+        cache = either_cache(cache, past_key_values)
         inputs = dict(input_ids=input_ids, position_ids=position_ids, inputs_embeds=inputs_embeds)
         if not fwpkm_layer_indices(self):  # type: ignore[arg-type]
             return base(
