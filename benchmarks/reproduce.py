@@ -37,7 +37,9 @@ from longpos.demo import (
     METHODS,
     DemoArgs,
     DemoPlan,
+    plan_differences,
     run_demo,
+    wall_time,
 )
 from longpos.eval.adapter import LongposEvalModel
 from longpos.eval.runner import run_eval
@@ -238,7 +240,7 @@ def task_section(task: str, summary: dict) -> list[str]:
         f"## `{task}`",
         "",
         f"Options `{json.dumps(setup['task_options'], sort_keys=True)}`; {steps} steps x {plan['batch_size']}"
-        f" x {plan['length']} tokens per method and seed; {setup['wall_seconds']} s wall"
+        f" x {plan['length']} tokens per method and seed; {wall_time(setup)}"
         f" (training and evaluation), {summary.get('analysis_seconds', '?')} s the analyses below.",
         "",
         "Accuracy (%) of greedy answers, mean over seeds (min..max):",
@@ -295,6 +297,18 @@ def task_section(task: str, summary: dict) -> list[str]:
     return lines
 
 
+def finished_task(path: Path, plan: DemoPlan, args: argparse.Namespace) -> dict | None:
+    """``--resume``: the task's results when an earlier run finished it with the same plan,
+    methods and seeds (else None: the task is run, keeping its finished runs)."""
+    if not path.exists():
+        return None
+    summary = json.loads(path.read_text())
+    setup = summary["setup"]
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    same = setup["methods"] == methods and setup["seeds"] == args.seeds
+    return summary if same and not plan_differences(plan, setup["plan"]) else None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="benchmarks/results/reproduce-cpu")
@@ -308,6 +322,9 @@ def main() -> None:
     parser.add_argument("--reuse", type=Path, default=None,
                         help="an earlier reproduction folder: its finished runs with the same"
                              " plan are copied, not trained again (REUSE/<task>/runs)")  # fmt: skip
+    parser.add_argument("--resume", action="store_true",
+                        help="keep what an interrupted run of the same command finished: whole"
+                             " tasks, and within a task its finished runs")  # fmt: skip
     parser.add_argument("--report-only", action="store_true",
                         help="rebuild reproduce.md from the finished OUT/<task>/results.json")  # fmt: skip
     args = parser.parse_args()
@@ -331,11 +348,16 @@ def main() -> None:
         else:
             plan = DemoPlan(samples=args.samples, length_multipliers=(1, 2, 4, 8), task=task,
                             steps=steps)  # fmt: skip
-            reuse = args.reuse / task if args.reuse and (args.reuse / task).exists() else None
-            if args.reuse and reuse is None:
-                print(f"{task}: nothing to reuse in {args.reuse}", flush=True)
-            summary = run_demo(DemoArgs(out=out / task, seeds=args.seeds, workers=args.workers,
-                                        methods=args.methods, plan=plan, reuse=reuse))  # fmt: skip
+            summary = finished_task(path, plan, args) if args.resume else None
+            if summary is not None:
+                print(f"{task}: finished earlier with the same plan, kept", flush=True)
+            else:
+                reuse = args.reuse / task if args.reuse and (args.reuse / task).exists() else None
+                if args.reuse and reuse is None:
+                    print(f"{task}: nothing to reuse in {args.reuse}", flush=True)
+                summary = run_demo(DemoArgs(out=out / task, seeds=args.seeds, methods=args.methods,
+                                            workers=args.workers, plan=plan, reuse=reuse,
+                                            resume=args.resume))  # fmt: skip
         if "noisy_context" not in summary:  # also for runs finished before these analyses
             print(f"{task}: noisy-context evaluation and RePo's positions", flush=True)
             start = time.perf_counter()
@@ -361,11 +383,15 @@ def main() -> None:
         command += f" --reuse {args.reuse}"
     minutes = sum(s["setup"]["wall_seconds"] + s.get("analysis_seconds", 0)
                   for s in combined.values()) / 60  # fmt: skip
+    earlier = any(s["setup"].get(k) for s in combined.values()
+                  for k in ("resumed_runs", "reused_runs"))  # fmt: skip
     text = "\n".join([
         "# Small-scale reproduction (CPU)",
         "",
         f"Command: `{command}`",
-        f"Wall time: {minutes:.0f} min in all (the tasks' times below).",
+        f"Wall time: {minutes:.0f} min in all (the tasks' times below)." if not earlier else
+        f"Wall time: {minutes:.0f} min for the runs trained by this command; the tasks' times"
+        " below name the runs trained earlier.",
         f"Machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} "
         f"threads, torch {torch.__version__}; {args.workers} worker processes, one thread each.",
         "",

@@ -219,6 +219,9 @@ class DemoArgs:
     reuse: Path | None = None
     """An earlier demo folder run with the same plan: its finished runs of the methods asked
     for are copied instead of trained again (training is deterministic per method and seed)."""
+    resume: bool = False
+    """Keep the finished runs already in ``--out`` (of an interrupted run with the same plan)
+    and train only the rest; without it ``--out``'s runs are deleted first."""
     plan: DemoPlan = field(default_factory=DemoPlan)
 
 
@@ -319,22 +322,65 @@ def job_runs(job: dict[str, Any]) -> list[str]:
     return [f"{m}-s{seed}" for m in [job["method"], *derived]]
 
 
+PLAN_FILE = "plan.json"
+"""In ``OUT/runs``: the plan the runs are trained with (what ``--resume`` checks)."""
+JOB_SECONDS_FILE = "job_seconds.json"
+"""In ``OUT/runs``: each finished job's seconds, written as the job finishes."""
+
+
+def plan_differences(plan: DemoPlan, theirs: dict[str, Any]) -> list[str]:
+    """The plan fields (task, options, steps, model, evaluation) that differ from ``theirs``."""
+    ours = json.loads(json.dumps(asdict(plan)))
+    return sorted(k for k in ours.keys() | theirs.keys() if ours.get(k) != theirs.get(k))
+
+
+def finished_runs(root: Path) -> set[str]:
+    """The run folders under ``root`` that were trained and evaluated to the end."""
+    return {p.name for p in root.iterdir() if (p / "eval" / "samples.jsonl").exists()}
+
+
 def reusable_runs(source: Path, plan: DemoPlan) -> tuple[set[str], dict[str, float]]:
     """The finished run folders of the earlier demo folder ``source`` and their job times;
-    refused unless ``source`` was run with the same plan (task, options, steps, model,
-    evaluation)."""
+    refused unless ``source`` was run with the same plan."""
     path = source / "results.json"
     if not path.exists():
         raise ValueError(f"--reuse: {path} is missing (not a finished demo folder)")
     earlier = json.loads(path.read_text())
-    ours = json.loads(json.dumps(asdict(plan)))
-    theirs = earlier["setup"]["plan"]
-    differ = sorted(k for k in ours.keys() | theirs.keys() if ours.get(k) != theirs.get(k))
+    differ = plan_differences(plan, earlier["setup"]["plan"])
     if differ:
         raise ValueError(f"--reuse: {source} was run with a different plan ({', '.join(differ)})")
-    finished = {p.name for p in (source / "runs").iterdir()
-                if (p / "eval" / "samples.jsonl").exists()}  # fmt: skip
-    return finished, earlier.get("job_seconds", {})
+    return finished_runs(source / "runs"), earlier.get("job_seconds", {})
+
+
+def resumable_runs(root: Path, plan: DemoPlan) -> tuple[set[str], dict[str, float]]:
+    """``--resume``: the finished runs already in ``root`` (``OUT/runs``) and their job times;
+    refused when ``root`` holds runs of another plan or of a demo too old to say."""
+    if not root.exists():
+        return set(), {}
+    plan_file = root / PLAN_FILE
+    if not plan_file.exists():
+        raise ValueError(f"--resume: {plan_file} is missing, so the runs in {root} cannot be "
+                         "checked against the plan; run without --resume to start again")  # fmt: skip
+    differ = plan_differences(plan, json.loads(plan_file.read_text()))
+    if differ:
+        raise ValueError(f"--resume: the runs in {root} were made with a different plan "
+                         f"({', '.join(differ)}); run without --resume to start again")  # fmt: skip
+    seconds_file = root / JOB_SECONDS_FILE
+    seconds = json.loads(seconds_file.read_text()) if seconds_file.exists() else {}
+    return finished_runs(root), seconds
+
+
+def wall_time(setup: dict[str, Any]) -> str:
+    """``"N s wall"``, naming the runs it does not cover (kept by ``--resume`` or copied by
+    ``--reuse``: trained by an earlier invocation)."""
+    text = f"{setup['wall_seconds']} s wall"
+    earlier = []
+    if setup.get("resumed_runs"):
+        earlier.append(f"{len(setup['resumed_runs'])} runs kept from an earlier invocation")
+    if setup.get("reused_runs"):
+        reused = setup["reused_runs"]
+        earlier.append(f"{len(reused['runs'])} runs copied from {reused['from']}")
+    return text + (f" (not counting {' and '.join(earlier)})" if earlier else "")
 
 
 def wilson(successes: float, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -375,11 +421,14 @@ def run_demo(args: DemoArgs) -> dict[str, Any]:
     out = Path(args.out)
     if args.reuse is not None and Path(args.reuse).resolve() == out.resolve():
         raise ValueError("--reuse must name another folder than --out (--out's runs are replaced)")
+    root = out / "runs"
     # checked before --out's runs are deleted
     finished, seconds = reusable_runs(Path(args.reuse), plan) if args.reuse else (set(), {})
-    root = out / "runs"
-    shutil.rmtree(root, ignore_errors=True)
-    root.mkdir(parents=True)
+    kept, kept_seconds = resumable_runs(root, plan) if args.resume else (set(), {})
+    if not args.resume:
+        shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(root / PLAN_FILE, json.loads(json.dumps(asdict(plan))))
     jobs = []
     for seed in range(args.seeds):
         for method in methods:
@@ -391,6 +440,17 @@ def run_demo(args: DemoArgs) -> dict[str, Any]:
             jobs.append(dict(method="rope", seed=seed, root=str(root), plan=asdict(plan),
                              **{"with": methods}))  # fmt: skip
     train_seconds: dict[str, float] = {}
+    resumed: list[str] = []
+    if args.resume:
+        for job in [j for j in jobs if set(job_runs(j)) <= kept]:
+            jobs.remove(job)
+            resumed += job_runs(job)
+            key = f"{job['method']}-s{job['seed']}"
+            if key in kept_seconds:
+                train_seconds[key] = kept_seconds[key]
+        for name in {n for j in jobs for n in job_runs(j)}:  # a job's runs are trained together
+            shutil.rmtree(root / name, ignore_errors=True)
+        print(f"demo: kept {len(resumed)} finished runs in {root}", flush=True)
     reused: list[str] = []
     if args.reuse is not None:
         for job in [j for j in jobs if set(job_runs(j)) <= finished]:
@@ -412,13 +472,19 @@ def run_demo(args: DemoArgs) -> dict[str, Any]:
     if jobs:
         ctx = mp.get_context("spawn")
         with ctx.Pool(min(args.workers, len(jobs))) as pool:
-            pending = pool.map_async(run_job, jobs)
+
+            def record(result: dict[str, Any]) -> None:  # the pool's one result thread
+                train_seconds[result["method"]] = result["seconds"]
+                atomic_write_json(root / JOB_SECONDS_FILE, train_seconds)
+
+            pending = [pool.apply_async(run_job, (job,), callback=record) for job in jobs]
             with tqdm(total=total, desc="demo: training", unit="step", dynamic_ncols=True) as bar:
-                while not pending.ready():
-                    pending.wait(2.0)
+                while not all(p.ready() for p in pending):
+                    time.sleep(2.0)
                     bar.n = min(total, steps_done(root, names))
                     bar.refresh()
-            train_seconds.update({r["method"]: r["seconds"] for r in pending.get()})
+            for p in pending:
+                p.get()  # a worker's error is raised here
             # Let the workers exit on their own: the context manager's terminate() kills them,
             # which can leave their semaphores to the resource tracker (a warning at exit).
             pool.close()
@@ -432,6 +498,7 @@ def run_demo(args: DemoArgs) -> dict[str, Any]:
         "methods": methods, "wall_seconds": round(elapsed, 1), "quick": args.quick,
         "workers": args.workers,
         "reused_runs": {"from": str(args.reuse), "runs": sorted(reused)} if reused else None,
+        "resumed_runs": sorted(resumed) or None,
     }  # fmt: skip
     atomic_write_json(out / "results.json", summary)
     write_outputs(out, summary, plan)
@@ -624,7 +691,7 @@ def write_outputs(out: Path, summary: dict[str, Any], plan: DemoPlan) -> None:
             " at L for the rest); repo_cpt, when run: the RoPE run's snapshot at"
             f" {plan.cpt_fraction:.0%} of its steps with RePo layers added, trained for the rest.",
             f"- Budget per method: {plan.steps} steps x {plan.batch_size} sequences of"
-            f" {plan.length} tokens, AdamW lr {plan.lr}, cosine; {setup['wall_seconds']} s wall"
+            f" {plan.length} tokens, AdamW lr {plan.lr}, cosine; {wall_time(setup)}"
             f" in total with {setup['workers']} worker process(es).",
             "- Files: `results.json` (all numbers), `accuracy_vs_length.png`,"
             " `learning_curves.png`, `positions.html`"

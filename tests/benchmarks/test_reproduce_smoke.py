@@ -38,6 +38,11 @@ def test_reproduce_runs_every_part(tmp_path):
     # --report-only rebuilds the same report from the finished runs
     subprocess.run([*cmd, "--report-only"], check=True, capture_output=True, timeout=600)
     assert (out / "reproduce.md").read_text() == report
+    # --resume keeps a finished task as it is
+    proc = subprocess.run([*cmd, "--resume"], check=True, capture_output=True, text=True,
+                          timeout=600)  # fmt: skip
+    assert "graph_tokens: finished earlier with the same plan, kept" in proc.stdout
+    assert (out / "reproduce.md").read_text() == report
 
 
 def test_too_few_seeds_are_refused():

@@ -1,6 +1,7 @@
 """`longpos eval` and `longpos demo` end to end, with the documented files and schemas."""
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -198,3 +199,33 @@ def test_demo_reuses_finished_runs_of_the_same_plan_only(tmp_path, capsys):
         assert message in capsys.readouterr().err
     assert (tmp_path / "a" / "runs" / "rope-s0" / "eval").exists()  # left untouched
     assert (tmp_path / "b" / "runs" / "nope-s0" / "eval").exists()  # refused before deleting
+
+
+def test_demo_resume_keeps_finished_runs_and_trains_the_rest(tmp_path, capsys):
+    out = tmp_path / "d"
+    common = ["demo", "--quick", "--steps", "8", "--samples", "2", "--workers", "1",
+              "--methods", "rope,nope,r2n1", "--out", str(out)]  # fmt: skip
+    main(common)
+    first = json.loads((out / "results.json").read_text())
+    runs = out / "runs"
+    assert set(json.loads((runs / "job_seconds.json").read_text())) == {
+        "rope-s0", "nope-s0", "r2n1-s0"}  # fmt: skip
+    # an interruption: nope never started, r2n1 stopped half-way (no evaluation yet)
+    shutil.rmtree(runs / "nope-s0")
+    shutil.rmtree(runs / "r2n1-s0" / "eval")
+    kept = (runs / "rope-s0" / "metrics.jsonl").stat().st_mtime_ns
+    capsys.readouterr()
+    main([*common, "--resume"])
+    assert "kept 1 finished runs" in capsys.readouterr().out
+    again = json.loads((out / "results.json").read_text())
+    assert again["setup"]["resumed_runs"] == ["rope-s0"]
+    assert again["accuracy"] == first["accuracy"]  # training is deterministic per seed
+    assert (runs / "rope-s0" / "metrics.jsonl").stat().st_mtime_ns == kept  # not retrained
+    assert "not counting 1 runs kept from an earlier invocation" in (out / "report.md").read_text()
+    # another plan is refused before anything is deleted; without --resume all is retrained
+    with pytest.raises(SystemExit):
+        main([*common, "--resume", "--steps", "9"])
+    assert "a different plan (steps)" in capsys.readouterr().err
+    assert (runs / "rope-s0" / "eval" / "samples.jsonl").exists()
+    main(common)
+    assert json.loads((out / "results.json").read_text())["setup"]["resumed_runs"] is None
