@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from timing import alternate  # noqa: E402
 
 from longpos.config import ModelConfig, preset  # noqa: E402
-from longpos.demo import TASK_OPTIONS, DemoPlan  # noqa: E402
+from longpos.demo import MQAR_OPTIONS, DemoPlan  # noqa: E402
 from longpos.eval.adapter import LongposEvalModel  # noqa: E402
 from longpos.eval.runner import run_eval  # noqa: E402
 from longpos.model import LongposLM  # noqa: E402
@@ -34,7 +34,7 @@ from longpos.tasks.symbolic import vocab_for  # noqa: E402
 
 def build(args: argparse.Namespace) -> LongposEvalModel:
     plan = DemoPlan()
-    vocab = vocab_for("mqar", **TASK_OPTIONS).vocab_size
+    vocab = vocab_for("mqar", **MQAR_OPTIONS).vocab_size
     if args.preset:
         cfg = preset(args.preset, vocab_size=max(vocab, 512), plan=args.plan)
     else:
@@ -72,7 +72,7 @@ def main() -> None:
             start = time.perf_counter()
             run_eval(
                 model, [args.task], [args.length], args.samples, work / f"b{batch}", seed=0,
-                options=TASK_OPTIONS, progress=False, batch_size=batch,
+                options=MQAR_OPTIONS, progress=False, batch_size=batch,
             )  # fmt: skip
             if args.device.startswith("cuda"):
                 torch.cuda.synchronize()

@@ -48,7 +48,7 @@ from typing import Any
 
 import torch
 
-from longpos.demo import TASK_OPTIONS as DEMO_MQAR_OPTIONS
+from longpos.demo import MQAR_OPTIONS as DEMO_MQAR_OPTIONS
 
 TASKS: dict[str, dict[str, Any]] = {
     "niah_multikey_1": dict(
