@@ -240,8 +240,13 @@ def task_section(task: str, summary: dict) -> list[str]:
         f"## `{task}`",
         "",
         f"Options `{json.dumps(setup['task_options'], sort_keys=True)}`; {steps} steps x {plan['batch_size']}"
-        f" x {plan['length']} tokens per method and seed; {wall_time(setup)}"
-        f" (training and evaluation), {summary.get('analysis_seconds', '?')} s the analyses below.",
+        f" x {plan['length']} tokens per method and seed; training and evaluation"
+        f" {wall_time(setup)}; the analyses below "
+        + (
+            f"{summary['analysis_seconds']} s."
+            if "analysis_seconds" in summary
+            else "ran before their time was recorded."
+        ),
         "",
         "Accuracy (%) of greedy answers, mean over seeds (min..max):",
         "",
