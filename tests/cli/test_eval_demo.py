@@ -113,6 +113,21 @@ def test_demo_chance_levels_follow_each_task():
     }  # fmt: skip
 
 
+def test_job_cost_counts_every_run_a_job_trains():
+    from dataclasses import asdict
+
+    from longpos.demo import DemoPlan, job_cost
+
+    plan = asdict(DemoPlan(steps=800, drop_fraction=0.75, cpt_fraction=0.5))
+    every = ["rope", "nope", "drope", "repo_cpt", "fwpkm"]
+    job = dict(seed=0, root="unused", plan=plan, **{"with": every})
+    # RoPE trains its own 800 steps and the derived runs from their starts: 200 + 400.
+    assert job_cost({**job, "method": "rope"}) == 800 + 200 + 400
+    assert job_cost({**job, "method": "rope", "with": ["rope", "nope"]}) == 800
+    assert job_cost({**job, "method": "nope"}) == 800
+    assert job_cost({**job, "method": "fwpkm"}) == 2 * 800
+
+
 def test_demo_plan_rejects_an_unknown_task():
     from longpos.demo import DemoPlan
 
