@@ -322,13 +322,18 @@ def job_runs(job: dict[str, Any]) -> list[str]:
     return [f"{m}-s{seed}" for m in [job["method"], *derived]]
 
 
+def run_steps(plan: DemoPlan, method: str) -> int:
+    """The steps one run trains: a derived method's from its start on the RoPE run."""
+    return plan.steps - derived_step(plan, method) if method in DERIVED else plan.steps
+
+
 def job_cost(job: dict[str, Any]) -> float:
     """A job's expected training time in RoPE steps: every run it trains (a derived method only
     from its start) counted twice for a memory method (its steps take about twice a RoPE step's
     time, ``benchmarks/results/reproduce-cpu``). Only the pool's order uses it."""
     plan = DemoPlan(**job["plan"])
     runs = [name.rsplit("-s", 1)[0] for name in job_runs(job)]
-    steps = sum(plan.steps - derived_step(plan, m) if m in DERIVED else plan.steps for m in runs)
+    steps = sum(run_steps(plan, m) for m in runs)
     return steps * (2.0 if job["method"] in MEMORY else 1.0)
 
 
@@ -473,14 +478,11 @@ def run_demo(args: DemoArgs) -> dict[str, Any]:
                 train_seconds[key] = seconds[key]
         print(f"demo: reused {len(reused)} finished runs from {args.reuse}", flush=True)
 
-    def steps_of(method: str) -> int:
-        return plan.steps - derived_step(plan, method) if method in DERIVED else plan.steps
-
     # Longest first, so the pool's last minutes are not one long job beside an idle worker;
     # each job's result depends only on its own method and seed, not on the order.
     jobs.sort(key=job_cost, reverse=True)
     names = [n for j in jobs for n in job_runs(j)]  # the runs still to train
-    total = sum(steps_of(n.rsplit("-s", 1)[0]) for n in names)
+    total = sum(run_steps(plan, n.rsplit("-s", 1)[0]) for n in names)
     start = time.perf_counter()
     if jobs:
         ctx = mp.get_context("spawn")
