@@ -36,9 +36,12 @@ from longpos.demo import (
     MEMORY,
     METHODS,
     DemoArgs,
+    DemoJobs,
     DemoPlan,
+    finish_demo,
     plan_differences,
-    run_demo,
+    prepare_demo,
+    train_jobs,
     wall_time,
 )
 from longpos.eval.adapter import LongposEvalModel
@@ -241,7 +244,8 @@ def task_section(task: str, summary: dict) -> list[str]:
         "",
         f"Options `{json.dumps(setup['task_options'], sort_keys=True)}`; {steps} steps x {plan['batch_size']}"
         f" x {plan['length']} tokens per method and seed; training and evaluation"
-        f" {wall_time(setup)}; the analyses below "
+        f" {wall_time(setup)}, its jobs {sum(summary['job_seconds'].values()):.0f} s of worker"
+        " time; the analyses below "
         + (
             f"{summary['analysis_seconds']} s."
             if "analysis_seconds" in summary
@@ -302,6 +306,16 @@ def task_section(task: str, summary: dict) -> list[str]:
     return lines
 
 
+def pool_seconds(combined: dict) -> dict[tuple[str, ...], float]:
+    """The training pools' wall seconds, each pool once: tasks trained together by one
+    invocation share a pool (``setup["pool_tasks"]``); a task run alone had its own."""
+    pools: dict[tuple[str, ...], float] = {}
+    for task, summary in combined.items():
+        setup = summary["setup"]
+        pools[tuple(setup.get("pool_tasks") or [task])] = setup["wall_seconds"]
+    return pools
+
+
 def finished_task(path: Path, plan: DemoPlan, args: argparse.Namespace) -> dict | None:
     """``--resume``: the task's results when an earlier run finished it with the same plan,
     methods and seeds (else None: the task is run, keeping its finished runs)."""
@@ -343,26 +357,38 @@ def main() -> None:
     if args.reuse is not None and not args.reuse.is_dir():
         parser.error(f"--reuse: {args.reuse} is not a folder")
     out = Path(args.out)
-    sections, combined = [], {}
+    # 1. each task's finished results, or its runs to train; 2. one pool trains every task's
+    # runs (it idles only once, at the end); 3. each task's summary and analyses
+    summaries: dict[str, dict] = {}
+    pending: dict[str, DemoJobs] = {}
     for task, steps in tasks:
         path = out / task / "results.json"
         if args.report_only:
             if not path.exists():
                 parser.error(f"--report-only: {path} is missing; run {task} first")
-            summary = json.loads(path.read_text())
-        else:
-            plan = DemoPlan(samples=args.samples, length_multipliers=(1, 2, 4, 8), task=task,
-                            steps=steps)  # fmt: skip
-            summary = finished_task(path, plan, args) if args.resume else None
-            if summary is not None:
-                print(f"{task}: finished earlier with the same plan, kept", flush=True)
-            else:
-                reuse = args.reuse / task if args.reuse and (args.reuse / task).exists() else None
-                if args.reuse and reuse is None:
-                    print(f"{task}: nothing to reuse in {args.reuse}", flush=True)
-                summary = run_demo(DemoArgs(out=out / task, seeds=args.seeds, methods=args.methods,
-                                            workers=args.workers, plan=plan, reuse=reuse,
-                                            resume=args.resume))  # fmt: skip
+            summaries[task] = json.loads(path.read_text())
+            continue
+        plan = DemoPlan(samples=args.samples, length_multipliers=(1, 2, 4, 8), task=task,
+                        steps=steps)  # fmt: skip
+        summary = finished_task(path, plan, args) if args.resume else None
+        if summary is not None:
+            print(f"{task}: finished earlier with the same plan, kept", flush=True)
+            summaries[task] = summary
+            continue
+        reuse = args.reuse / task if args.reuse and (args.reuse / task).exists() else None
+        if args.reuse and reuse is None:
+            print(f"{task}: nothing to reuse in {args.reuse}", flush=True)
+        pending[task] = prepare_demo(DemoArgs(out=out / task, seeds=args.seeds,
+                                              methods=args.methods, workers=args.workers,
+                                              plan=plan, reuse=reuse, resume=args.resume))  # fmt: skip
+    if pending:
+        elapsed = train_jobs(list(pending.values()), args.workers)
+        for task, demo in pending.items():
+            summaries[task] = finish_demo(demo, elapsed, pool_tasks=list(pending))
+    sections, combined = [], {}
+    for task, _ in tasks:
+        summary = summaries[task]
+        path = out / task / "results.json"
         if "noisy_context" not in summary:  # also for runs finished before these analyses
             print(f"{task}: noisy-context evaluation and RePo's positions", flush=True)
             start = time.perf_counter()
@@ -386,8 +412,8 @@ def main() -> None:
         command += f" --methods {args.methods}"
     if args.reuse is not None:
         command += f" --reuse {args.reuse}"
-    minutes = sum(s["setup"]["wall_seconds"] + s.get("analysis_seconds", 0)
-                  for s in combined.values()) / 60  # fmt: skip
+    minutes = (sum(pool_seconds(combined).values())
+               + sum(s.get("analysis_seconds", 0) for s in combined.values())) / 60  # fmt: skip
     earlier = any(s["setup"].get(k) for s in combined.values()
                   for k in ("resumed_runs", "reused_runs"))  # fmt: skip
     text = "\n".join([

@@ -293,7 +293,8 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         train(LongposLM(cfg), tcfg, run_dir)  # resumes from the checkpoint to the end
     for folder in done:
         evaluate_run(folder, plan, seed)
-    return {"method": f"{method}-s{seed}", "seconds": round(time.perf_counter() - start, 1)}
+    seconds = round(time.perf_counter() - start, 1)
+    return {"root": job["root"], "method": f"{method}-s{seed}", "seconds": seconds}
 
 
 EVAL_BATCH = 16
@@ -389,6 +390,8 @@ def wall_time(setup: dict[str, Any]) -> str:
     """``"N s wall"``, naming the runs it does not cover (kept by ``--resume`` or copied by
     ``--reuse``: trained by an earlier invocation)."""
     text = f"{setup['wall_seconds']} s wall"
+    if setup.get("pool_tasks"):
+        text += f" (one pool for the runs of {', '.join(setup['pool_tasks'])})"
     earlier = []
     if setup.get("resumed_runs"):
         earlier.append(f"{len(setup['resumed_runs'])} runs kept from an earlier invocation")
@@ -419,9 +422,25 @@ def steps_done(root: Path, names: list[str]) -> int:
     return total
 
 
-def run_demo(args: DemoArgs) -> dict[str, Any]:
-    from tqdm.auto import tqdm
+@dataclass
+class DemoJobs:
+    """One demo's runs still to train (``prepare_demo``), before a pool trains them."""
 
+    args: DemoArgs
+    plan: DemoPlan
+    methods: list[str]
+    root: Path
+    """``OUT/runs``."""
+    jobs: list[dict[str, Any]]
+    train_seconds: dict[str, float]
+    """Each job's seconds: kept or copied ones now, the pool's as its jobs finish."""
+    resumed: list[str]
+    reused: list[str]
+
+
+def prepare_demo(args: DemoArgs) -> DemoJobs:
+    """Check ``args``, keep (``--resume``) or copy (``--reuse``) finished runs, and list the
+    jobs still to train; ``--out``'s other runs are deleted."""
     plan = DemoPlan.quick(args.plan.task) if args.quick else args.plan
     if args.steps is not None:
         plan.steps = args.steps
@@ -477,26 +496,38 @@ def run_demo(args: DemoArgs) -> dict[str, Any]:
             if key in seconds:
                 train_seconds[key] = seconds[key]
         print(f"demo: reused {len(reused)} finished runs from {args.reuse}", flush=True)
+    return DemoJobs(args, plan, methods, root, jobs, train_seconds, resumed, reused)
 
-    # Longest first, so the pool's last minutes are not one long job beside an idle worker;
-    # each job's result depends only on its own method and seed, not on the order.
-    jobs.sort(key=job_cost, reverse=True)
-    names = [n for j in jobs for n in job_runs(j)]  # the runs still to train
-    total = sum(run_steps(plan, n.rsplit("-s", 1)[0]) for n in names)
+
+def train_jobs(demos: list[DemoJobs], workers: int) -> float:
+    """Train every job of ``demos`` in one pool of ``workers`` processes; the wall seconds.
+
+    Several demos (``benchmarks/reproduce.py``'s tasks) share the pool, so it idles only at
+    the very end, not at the end of each demo. Jobs run longest first, so the last minutes are
+    not one long job beside an idle worker; each job's result depends only on its own plan,
+    method and seed, not on the order or on the other jobs.
+    """
+    from tqdm.auto import tqdm
+
+    jobs = sorted((j for d in demos for j in d.jobs), key=job_cost, reverse=True)
+    by_root = {str(d.root): d for d in demos}
+    todo = {d.root: [n for j in d.jobs for n in job_runs(j)] for d in demos}  # runs to train
+    total = sum(run_steps(d.plan, n.rsplit("-s", 1)[0]) for d in demos for n in todo[d.root])
     start = time.perf_counter()
     if jobs:
         ctx = mp.get_context("spawn")
-        with ctx.Pool(min(args.workers, len(jobs))) as pool:
+        with ctx.Pool(min(workers, len(jobs))) as pool:
 
             def record(result: dict[str, Any]) -> None:  # the pool's one result thread
-                train_seconds[result["method"]] = result["seconds"]
-                atomic_write_json(root / JOB_SECONDS_FILE, train_seconds)
+                demo = by_root[result["root"]]
+                demo.train_seconds[result["method"]] = result["seconds"]
+                atomic_write_json(demo.root / JOB_SECONDS_FILE, demo.train_seconds)
 
             pending = [pool.apply_async(run_job, (job,), callback=record) for job in jobs]
             with tqdm(total=total, desc="demo: training", unit="step", dynamic_ncols=True) as bar:
                 while not all(p.ready() for p in pending):
                     time.sleep(2.0)
-                    bar.n = min(total, steps_done(root, names))
+                    bar.n = min(total, sum(steps_done(r, n) for r, n in todo.items()))
                     bar.refresh()
             for p in pending:
                 p.get()  # a worker's error is raised here
@@ -504,16 +535,28 @@ def run_demo(args: DemoArgs) -> dict[str, Any]:
             # which can leave their semaphores to the resource tracker (a warning at exit).
             pool.close()
             pool.join()
-    elapsed = time.perf_counter() - start
-    summary = summarise(root, methods, args.seeds, plan)
-    summary["job_seconds"] = train_seconds
+    return time.perf_counter() - start
+
+
+def finish_demo(
+    demo: DemoJobs, elapsed: float, pool_tasks: list[str] | None = None
+) -> dict[str, Any]:
+    """Summarise the trained runs, write ``results.json``, ``report.md`` and the plots.
+
+    ``elapsed``: the wall seconds of the pool that trained them; ``pool_tasks``: the tasks
+    whose runs shared that pool, when there were several."""
+    args, plan, out = demo.args, demo.plan, Path(demo.args.out)
+    summary = summarise(demo.root, demo.methods, args.seeds, plan)
+    summary["job_seconds"] = demo.train_seconds
+    reused = demo.reused
     summary["setup"] = {
         "task": plan.task, "task_options": plan.task_options, "plan": asdict(plan),
         "seeds": args.seeds,
-        "methods": methods, "wall_seconds": round(elapsed, 1), "quick": args.quick,
+        "methods": demo.methods, "wall_seconds": round(elapsed, 1), "quick": args.quick,
         "workers": args.workers,
         "reused_runs": {"from": str(args.reuse), "runs": sorted(reused)} if reused else None,
-        "resumed_runs": sorted(resumed) or None,
+        "resumed_runs": sorted(demo.resumed) or None,
+        "pool_tasks": pool_tasks if pool_tasks and len(pool_tasks) > 1 else None,
     }  # fmt: skip
     atomic_write_json(out / "results.json", summary)
     write_outputs(out, summary, plan)
@@ -523,6 +566,11 @@ def run_demo(args: DemoArgs) -> dict[str, Any]:
     print(" ".join(interpretation(summary, args.seeds)))
     print(f"demo finished in {elapsed:.0f} s: {out / 'report.md'}")
     return summary
+
+
+def run_demo(args: DemoArgs) -> dict[str, Any]:
+    demo = prepare_demo(args)
+    return finish_demo(demo, train_jobs([demo], args.workers))
 
 
 def read_samples(folder: Path) -> list[dict[str, Any]]:

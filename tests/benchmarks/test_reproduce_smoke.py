@@ -55,3 +55,38 @@ def test_a_missing_reuse_folder_is_refused(tmp_path):
     proc = subprocess.run([sys.executable, str(SCRIPT), "--reuse", str(tmp_path / "none")],
                           capture_output=True, text=True, timeout=120)  # fmt: skip
     assert proc.returncode == 2 and "none is not a folder" in proc.stderr
+
+
+def seeded(path: Path) -> list[dict]:
+    """A run's metrics or predictions without the fields that measure time."""
+    rows = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+    return [{k: v for k, v in r.items() if k != "tokens_per_s"} for r in rows]
+
+
+@pytest.mark.slow
+def test_tasks_share_one_pool_and_keep_their_results(tmp_path):
+    """Two tasks trained by one pool give each task the accuracies it gets when run alone."""
+    base = [sys.executable, str(SCRIPT), "--seeds", "3", "--samples", "2",
+            "--methods", "rope,nope", "--workers", "2"]  # fmt: skip
+    both, alone = tmp_path / "both", tmp_path / "alone"
+    run = dict(check=True, capture_output=True, text=True, timeout=600)
+    subprocess.run([*base, "--out", str(both), "--tasks", "mqar:6", "graph_tokens:6"], **run)
+    subprocess.run([*base, "--out", str(alone), "--tasks", "graph_tokens:6"], **run)
+    shared = json.loads((both / "results.json").read_text())
+    single = json.loads((alone / "results.json").read_text())["graph_tokens"]
+    for task in ("mqar", "graph_tokens"):
+        setup = shared[task]["setup"]
+        assert setup["pool_tasks"] == ["mqar", "graph_tokens"]
+        assert setup["wall_seconds"] == shared["mqar"]["setup"]["wall_seconds"]
+        assert set(shared[task]["job_seconds"]) == {f"{m}-s{s}" for m in ("rope", "nope")
+                                                    for s in range(3)}  # fmt: skip
+    assert single["setup"]["pool_tasks"] is None
+    assert shared["graph_tokens"]["accuracy"] == single["accuracy"]
+    for name in shared["graph_tokens"]["job_seconds"]:  # losses and predictions, not only 0%s
+        for file in ("metrics.jsonl", "eval/samples.jsonl"):
+            ours = both / "graph_tokens" / "runs" / name / file
+            theirs = alone / "graph_tokens" / "runs" / name / file
+            assert seeded(ours) == seeded(theirs)
+    assert shared["graph_tokens"]["noisy_context"] == single["noisy_context"]
+    report = (both / "reproduce.md").read_text()
+    assert "one pool for the runs of mqar, graph_tokens" in report
