@@ -378,9 +378,12 @@ def main() -> None:
         reuse = args.reuse / task if args.reuse and (args.reuse / task).exists() else None
         if args.reuse and reuse is None:
             print(f"{task}: nothing to reuse in {args.reuse}", flush=True)
-        pending[task] = prepare_demo(DemoArgs(out=out / task, seeds=args.seeds,
-                                              methods=args.methods, workers=args.workers,
-                                              plan=plan, reuse=reuse, resume=args.resume))  # fmt: skip
+        try:
+            pending[task] = prepare_demo(DemoArgs(out=out / task, seeds=args.seeds,
+                                                  methods=args.methods, workers=args.workers,
+                                                  plan=plan, reuse=reuse, resume=args.resume))  # fmt: skip
+        except ValueError as err:  # bad --methods, --reuse or --resume folders
+            parser.error(str(err))
     if pending:
         elapsed = train_jobs(list(pending.values()), args.workers)
         for task, demo in pending.items():

@@ -90,3 +90,11 @@ def test_tasks_share_one_pool_and_keep_their_results(tmp_path):
     assert shared["graph_tokens"]["noisy_context"] == single["noisy_context"]
     report = (both / "reproduce.md").read_text()
     assert "one pool for the runs of mqar, graph_tokens" in report
+
+
+def test_an_unknown_method_is_refused_without_a_traceback(tmp_path):
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--out", str(tmp_path / "rep"),
+                           "--tasks", "mqar:5", "--methods", "rope,nah"],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 2 and "unknown entries ['nah']" in proc.stderr
+    assert "Traceback" not in proc.stderr
