@@ -510,7 +510,7 @@ def train_jobs(demos: list[DemoJobs], workers: int) -> float:
     from tqdm.auto import tqdm
 
     jobs = sorted((j for d in demos for j in d.jobs), key=job_cost, reverse=True)
-    by_root = {str(d.root): d for d in demos}
+    by_root = {str(d.root): d for d in demos}  # a job's and its result's "root"
     todo = {d.root: [n for j in d.jobs for n in job_runs(j)] for d in demos}  # runs to train
     total = sum(run_steps(d.plan, n.rsplit("-s", 1)[0]) for d in demos for n in todo[d.root])
     start = time.perf_counter()
@@ -548,13 +548,13 @@ def finish_demo(
     args, plan, out = demo.args, demo.plan, Path(demo.args.out)
     summary = summarise(demo.root, demo.methods, args.seeds, plan)
     summary["job_seconds"] = demo.train_seconds
-    reused = demo.reused
     summary["setup"] = {
         "task": plan.task, "task_options": plan.task_options, "plan": asdict(plan),
         "seeds": args.seeds,
         "methods": demo.methods, "wall_seconds": round(elapsed, 1), "quick": args.quick,
         "workers": args.workers,
-        "reused_runs": {"from": str(args.reuse), "runs": sorted(reused)} if reused else None,
+        "reused_runs": {"from": str(args.reuse), "runs": sorted(demo.reused)}
+        if demo.reused else None,
         "resumed_runs": sorted(demo.resumed) or None,
         "pool_tasks": pool_tasks if pool_tasks and len(pool_tasks) > 1 else None,
     }  # fmt: skip
