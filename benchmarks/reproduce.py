@@ -36,8 +36,8 @@ from longpos.demo import (
     MEMORY,
     METHODS,
     DemoArgs,
-    DemoJobs,
     DemoPlan,
+    check_demo,
     finish_demo,
     plan_differences,
     prepare_demo,
@@ -360,7 +360,7 @@ def main() -> None:
     # 1. each task's finished results, or its runs to train; 2. one pool trains every task's
     # runs (it idles only once, at the end); 3. each task's summary and analyses
     summaries: dict[str, dict] = {}
-    pending: dict[str, DemoJobs] = {}
+    demos: dict[str, DemoArgs] = {}
     for task, steps in tasks:
         path = out / task / "results.json"
         if args.report_only:
@@ -378,12 +378,14 @@ def main() -> None:
         reuse = args.reuse / task if args.reuse and (args.reuse / task).exists() else None
         if args.reuse and reuse is None:
             print(f"{task}: nothing to reuse in {args.reuse}", flush=True)
-        try:
-            pending[task] = prepare_demo(DemoArgs(out=out / task, seeds=args.seeds,
-                                                  methods=args.methods, workers=args.workers,
-                                                  plan=plan, reuse=reuse, resume=args.resume))  # fmt: skip
-        except ValueError as err:  # bad --methods, --reuse or --resume folders
-            parser.error(str(err))
+        demos[task] = DemoArgs(out=out / task, seeds=args.seeds, methods=args.methods,
+                               workers=args.workers, plan=plan, reuse=reuse, resume=args.resume)  # fmt: skip
+    try:  # every task checked before any task's runs are deleted
+        for demo in demos.values():
+            check_demo(demo)
+    except ValueError as err:  # bad --methods, --reuse or --resume folders
+        parser.error(str(err))
+    pending = {task: prepare_demo(demo) for task, demo in demos.items()}
     if pending:
         elapsed = train_jobs(list(pending.values()), args.workers)
         for task, demo in pending.items():

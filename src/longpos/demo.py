@@ -32,7 +32,7 @@ import math
 import multiprocessing as mp
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -438,10 +438,23 @@ class DemoJobs:
     reused: list[str]
 
 
-def prepare_demo(args: DemoArgs) -> DemoJobs:
-    """Check ``args``, keep (``--resume``) or copy (``--reuse``) finished runs, and list the
-    jobs still to train; ``--out``'s other runs are deleted."""
-    plan = DemoPlan.quick(args.plan.task) if args.quick else args.plan
+@dataclass
+class DemoCheck:
+    """What ``check_demo`` found, before anything is written: the plan, the methods, and the
+    finished runs ``--reuse`` could copy and ``--resume`` could keep, with their job times."""
+
+    plan: DemoPlan
+    methods: list[str]
+    reusable: set[str]
+    reusable_seconds: dict[str, float]
+    resumable: set[str]
+    resumable_seconds: dict[str, float]
+
+
+def check_demo(args: DemoArgs) -> DemoCheck:
+    """Check ``args`` (methods, counts, the ``--reuse`` and ``--resume`` folders' plans)
+    without touching a file; ``ValueError`` names what is wrong."""
+    plan = DemoPlan.quick(args.plan.task) if args.quick else replace(args.plan)
     if args.steps is not None:
         plan.steps = args.steps
     if args.samples is not None:
@@ -455,10 +468,19 @@ def prepare_demo(args: DemoArgs) -> DemoJobs:
     out = Path(args.out)
     if args.reuse is not None and Path(args.reuse).resolve() == out.resolve():
         raise ValueError("--reuse must name another folder than --out (--out's runs are replaced)")
-    root = out / "runs"
-    # checked before --out's runs are deleted
-    finished, seconds = reusable_runs(Path(args.reuse), plan) if args.reuse else (set(), {})
-    kept, kept_seconds = resumable_runs(root, plan) if args.resume else (set(), {})
+    reusable, seconds = reusable_runs(Path(args.reuse), plan) if args.reuse else (set(), {})
+    kept, kept_seconds = resumable_runs(out / "runs", plan) if args.resume else (set(), {})
+    return DemoCheck(plan, methods, reusable, seconds, kept, kept_seconds)
+
+
+def prepare_demo(args: DemoArgs) -> DemoJobs:
+    """Check ``args`` (``check_demo``), keep (``--resume``) or copy (``--reuse``) finished runs,
+    and list the jobs still to train; ``--out``'s other runs are deleted."""
+    check = check_demo(args)
+    plan, methods = check.plan, check.methods
+    finished, seconds = check.reusable, check.reusable_seconds
+    kept, kept_seconds = check.resumable, check.resumable_seconds
+    root = Path(args.out) / "runs"
     if not args.resume:
         shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True, exist_ok=True)

@@ -98,3 +98,18 @@ def test_an_unknown_method_is_refused_without_a_traceback(tmp_path):
                           capture_output=True, text=True, timeout=120)  # fmt: skip
     assert proc.returncode == 2 and "unknown entries ['nah']" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_a_refused_task_leaves_every_tasks_runs_alone(tmp_path):
+    """Every task is checked before any task's runs are deleted: a later task's bad --reuse
+    folder does not cost an earlier task its runs."""
+    out, earlier = tmp_path / "rep", tmp_path / "earlier"
+    (earlier / "graph_tokens").mkdir(parents=True)  # not a finished demo folder
+    run = out / "mqar" / "runs" / "rope-s0"
+    run.mkdir(parents=True)
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--out", str(out), "--tasks", "mqar:5",
+                           "graph_tokens:5", "--reuse", str(earlier)],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 2 and "results.json is missing" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert run.is_dir()
