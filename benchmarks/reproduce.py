@@ -381,11 +381,10 @@ def main() -> None:
         demos[task] = DemoArgs(out=out / task, seeds=args.seeds, methods=args.methods,
                                workers=args.workers, plan=plan, reuse=reuse, resume=args.resume)  # fmt: skip
     try:  # every task checked before any task's runs are deleted
-        for demo in demos.values():
-            check_demo(demo)
+        checks = {task: check_demo(demo) for task, demo in demos.items()}
     except ValueError as err:  # bad --methods, --reuse or --resume folders
         parser.error(str(err))
-    pending = {task: prepare_demo(demo) for task, demo in demos.items()}
+    pending = {task: prepare_demo(demo, checks[task]) for task, demo in demos.items()}
     if pending:
         elapsed = train_jobs(list(pending.values()), args.workers)
         for task, demo in pending.items():

@@ -473,13 +473,12 @@ def check_demo(args: DemoArgs) -> DemoCheck:
     return DemoCheck(plan, methods, reusable, seconds, kept, kept_seconds)
 
 
-def prepare_demo(args: DemoArgs) -> DemoJobs:
-    """Check ``args`` (``check_demo``), keep (``--resume``) or copy (``--reuse``) finished runs,
-    and list the jobs still to train; ``--out``'s other runs are deleted."""
-    check = check_demo(args)
+def prepare_demo(args: DemoArgs, check: DemoCheck | None = None) -> DemoJobs:
+    """Keep (``--resume``) or copy (``--reuse``) finished runs and list the jobs still to
+    train; ``--out``'s other runs are deleted. ``check``: ``check_demo(args)``'s result, when
+    the caller has it already."""
+    check = check or check_demo(args)
     plan, methods = check.plan, check.methods
-    finished, seconds = check.reusable, check.reusable_seconds
-    kept, kept_seconds = check.resumable, check.resumable_seconds
     root = Path(args.out) / "runs"
     if not args.resume:
         shutil.rmtree(root, ignore_errors=True)
@@ -498,25 +497,25 @@ def prepare_demo(args: DemoArgs) -> DemoJobs:
     train_seconds: dict[str, float] = {}
     resumed: list[str] = []
     if args.resume:
-        for job in [j for j in jobs if set(job_runs(j)) <= kept]:
+        for job in [j for j in jobs if set(job_runs(j)) <= check.resumable]:
             jobs.remove(job)
             resumed += job_runs(job)
             key = f"{job['method']}-s{job['seed']}"
-            if key in kept_seconds:
-                train_seconds[key] = kept_seconds[key]
+            if key in check.resumable_seconds:
+                train_seconds[key] = check.resumable_seconds[key]
         for name in {n for j in jobs for n in job_runs(j)}:  # a job's runs are trained together
             shutil.rmtree(root / name, ignore_errors=True)
         print(f"demo: kept {len(resumed)} finished runs in {root}", flush=True)
     reused: list[str] = []
     if args.reuse is not None:
-        for job in [j for j in jobs if set(job_runs(j)) <= finished]:
+        for job in [j for j in jobs if set(job_runs(j)) <= check.reusable]:
             jobs.remove(job)
             for name in job_runs(job):
                 shutil.copytree(Path(args.reuse) / "runs" / name, root / name)
                 reused.append(name)
             key = f"{job['method']}-s{job['seed']}"
-            if key in seconds:
-                train_seconds[key] = seconds[key]
+            if key in check.reusable_seconds:
+                train_seconds[key] = check.reusable_seconds[key]
         print(f"demo: reused {len(reused)} finished runs from {args.reuse}", flush=True)
     return DemoJobs(args, plan, methods, root, jobs, train_seconds, resumed, reused)
 
