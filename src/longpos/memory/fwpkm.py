@@ -55,7 +55,8 @@ Choices where the spec (``spec/fwpkm.md`` §4.1) marks the sources as unclear, e
 * A11 ``gate_bias_init``: 0 (g about 0.5 at start) by default.
 * A12: fast weights and the inner loop are float32 (``init_state(dtype=...)``).
 
-Writes are out of place (a new ``V`` per chunk, kept for autograd in training); inference memory
+Within one call the value table is written in place (:class:`~longpos.memory.value_table.ValueTable`:
+one copy per call, a sparse backward); the state passed in is never modified. Inference memory
 is ``N*d_v + heads*sqrt_n*d_k`` floats per stream plus a queue of at most ``chunk + lookahead``
 tokens: it does not grow with the context length.
 """
@@ -82,6 +83,7 @@ from longpos.memory.pkm import (
     product_topk,
     subkey_scores,
 )
+from longpos.memory.value_table import ValueTable
 
 __all__ = [
     "FwPKMConfig",
@@ -579,8 +581,9 @@ class FwPKMLayer(nn.Module):
 
     # ---------------------------------------------------------------- read / write
 
-    def _read(self, q: Tensor, state: FwPKMState) -> _Read:
-        """Read rows ``q (B, R, H*d_k)`` from the memory (no state change)."""
+    def _read(self, q: Tensor, state: FwPKMState, table: ValueTable | None = None) -> _Read:
+        """Read rows ``q (B, R, H*d_k)`` from the memory (no state change): from ``table``, the
+        call's value table as written so far, or else from ``state.values``."""
         c = self.config
         B, R, _ = q.shape
         G = state.values.shape[0]
@@ -598,19 +601,22 @@ class FwPKMLayer(nn.Module):
             gidx = idx + offs  # (B, R, H*k) index into the (B*N, d_v) table
         else:
             gidx = idx
-        vhat = F.embedding_bag(
-            gidx.reshape(B * R, H * c.topk),  # (B*R, H*k): one bag per row
-            state.values.reshape(G * c.n_slots, c.d_v),  # (G*N, d_v)
-            per_sample_weights=w.reshape(B * R, H * c.topk),
-            mode="sum",
-        ).reshape(B, R, c.d_v)  # (B, R, d_v)
+        bags = gidx.reshape(B * R, H * c.topk)  # (B*R, H*k): one bag per row
+        bag_w = w.reshape(B * R, H * c.topk)
+        if table is None:
+            table_now = state.values.reshape(G * c.n_slots, c.d_v)  # (G*N, d_v)
+            vhat = F.embedding_bag(bags, table_now, per_sample_weights=bag_w, mode="sum")
+        else:
+            vhat = table.read(bags, bag_w)
+        vhat = vhat.reshape(B, R, c.d_v)  # (B, R, d_v)
         assert d21 is not None and d22 is not None
         return _Read(vhat, w, idx, (s1, s2), (d21, d22), (q1, q2))
 
     def _write(
-        self, state: FwPKMState, rd: _Read, v: Tensor, g: Tensor, valid: Tensor
+        self, state: FwPKMState, table: ValueTable, rd: _Read, v: Tensor, g: Tensor, valid: Tensor
     ) -> FwPKMState:
-        """One fast-weight update from queue rows read with the current state.
+        """One fast-weight update from queue rows read with the current state: the values in
+        ``table`` (in place), the keys in the returned state.
 
         ``rd`` covers the R rows (carried + new tokens); ``v (B, R, d_v)``, ``g (B, R)``,
         ``valid (B, R)``. Pairs: query row r with target row ``r + lookahead``.
@@ -636,9 +642,7 @@ class FwPKMLayer(nn.Module):
             c.n_slots,
             c.value_scale,
         )  # (M,), (M, d_v), (G*N,)
-        # V <- V - lr_v * delta, out of place: one new (G*N, d_v) table per write
-        values = state.values.reshape(G * c.n_slots, c.d_v).index_add(0, flat, src, alpha=-c.lr_v)
-        values = values.view(G, c.n_slots, c.d_v)  # (G, N, d_v)
+        table.write(flat, src, alpha=-c.lr_v)  # V <- V - lr_v * delta
         counts = counts.view(G, c.n_slots)  # (G, N)
         keys = state.keys
         if c.addr_w > 0 and c.lr_k > 0 and Rp > 0:
@@ -658,12 +662,12 @@ class FwPKMLayer(nn.Module):
             keys = keys - (c.lr_k * c.addr_w) * torch.stack(grads, dim=2)  # (G, H, 2, S, d_k/2)
         n_writes = state.n_writes + 1
         if c.detach_every is not None and n_writes % c.detach_every == 0:
-            keys, values = keys.detach(), values.detach()
+            keys = keys.detach()
+            table.detach_()
         n_carry = min(L, R)
         return dataclasses.replace(
             state,
             keys=keys,
-            values=values,
             n_carry=n_carry,
             n_writes=n_writes,
             access_counts=counts.detach(),
@@ -682,29 +686,24 @@ class FwPKMLayer(nn.Module):
         )
 
     def _advance(
-        self, state: FwPKMState, q: Tensor, v: Tensor, g: Tensor, write: bool
+        self, state: FwPKMState, table: ValueTable, q: Tensor, v: Tensor, g: Tensor, write: bool
     ) -> tuple[Tensor, FwPKMState]:
-        """Read ``q (B, n, H*d_k)`` with ``state``; queue the tokens; write if ``write``."""
+        """Read ``q (B, n, H*d_k)`` with ``state`` and ``table``; queue the tokens; write if
+        ``write``."""
         B, n, _ = q.shape
         valid = torch.ones(B, n, dtype=torch.bool, device=q.device)
         P = state.pend_q.shape[1]
-        if not write:
-            vhat = self._read(q, state).vhat if n else v.new_zeros(B, 0, v.shape[-1])
-            rows = (
-                torch.cat([state.pend_q, q], 1),  # (B, P+n, H*d_k)
-                torch.cat([state.pend_v, v], 1),  # (B, P+n, d_v)
-                torch.cat([state.pend_g, g], 1),  # (B, P+n)
-                torch.cat([state.pend_valid, valid], 1),  # (B, P+n)
-            )
-            return vhat, self._queue(state, rows, P + n)
         rows = (
-            torch.cat([state.pend_q, q], 1),
-            torch.cat([state.pend_v, v], 1),
-            torch.cat([state.pend_g, g], 1),
-            torch.cat([state.pend_valid, valid], 1),
+            torch.cat([state.pend_q, q], 1),  # (B, P+n, H*d_k)
+            torch.cat([state.pend_v, v], 1),  # (B, P+n, d_v)
+            torch.cat([state.pend_g, g], 1),  # (B, P+n)
+            torch.cat([state.pend_valid, valid], 1),  # (B, P+n)
         )
-        rd = self._read(rows[0], state)  # queue re-read with the pre-write state (A5)
-        new = self._write(state, rd, rows[1], rows[2], rows[3])
+        if not write:
+            vhat = self._read(q, state, table).vhat if n else v.new_zeros(B, 0, v.shape[-1])
+            return vhat, self._queue(state, rows, P + n)
+        rd = self._read(rows[0], state, table)  # queue re-read with the pre-write state (A5)
+        new = self._write(state, table, rd, rows[1], rows[2], rows[3])
         R = P + n
         return rd.vhat[:, P:], self._queue(new, rows, min(self.config.lookahead, R))
 
@@ -778,6 +777,7 @@ class FwPKMLayer(nn.Module):
         else:
             pieces = []
             t0 = 0
+            table = ValueTable(state.values)  # the call's values, written in place
             while t0 < T or (writes == "end" and t0 == 0):
                 if writes == "chunked":
                     take = min(T - t0, c.chunk - state.pending)
@@ -785,12 +785,13 @@ class FwPKMLayer(nn.Module):
                 else:
                     take, write = T, True
                 sl = slice(t0, t0 + take)
-                vh, state = self._advance(state, q[:, sl], v[:, sl], g[:, sl], write)
+                vh, state = self._advance(state, table, q[:, sl], v[:, sl], g[:, sl], write)
                 pieces.append(vh)
                 t0 += take
                 if writes == "end":
                     state = self.end_pass(state)
                     break
+            state = dataclasses.replace(state, values=table.result())
             vhat = torch.cat(pieces, 1) if pieces else v[..., :0]  # (B, T, d_v)
         o = g.unsqueeze(-1) * vhat + (1 - g.unsqueeze(-1)) * v  # (B, T, d_v) gated mix
         y = self.o_proj(self.o_norm(o.to(x.dtype)))  # (B, T, d_model)
@@ -822,8 +823,9 @@ class FwPKMLayer(nn.Module):
     def flush(self, state: FwPKMState) -> FwPKMState:
         """Write everything queued now (one step), e.g. after a prefill before decoding (A10)."""
         empty = (state.pend_q[:, :0], state.pend_v[:, :0], state.pend_g[:, :0])
-        _, new = self._advance(state, *empty, True)
-        return new
+        table = ValueTable(state.values)
+        _, new = self._advance(state, table, *empty, True)
+        return dataclasses.replace(new, values=table.result())
 
     def iterative_forward(
         self,

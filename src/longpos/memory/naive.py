@@ -13,12 +13,13 @@ tests and benchmarks at tiny sizes only.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from longpos.memory.fwpkm import FwPKMLayer, FwPKMState, WriteMode, zscore
 from longpos.memory.pkm import StaticPKM
 
-__all__ = ["naive_fwpkm_forward", "naive_pkm_forward"]
+__all__ = ["PlainValueTable", "naive_fwpkm_forward", "naive_pkm_forward"]
 
 
 def _slot_scores(q: Tensor, k1: Tensor, k2: Tensor, score: str, eps: float) -> Tensor:
@@ -35,6 +36,29 @@ def _slot_scores(q: Tensor, k1: Tensor, k2: Tensor, score: str, eps: float) -> T
         s1 = -torch.log(eps + ((q1.unsqueeze(0) - k1) ** 2).sum(-1))  # (S,)
         s2 = -torch.log(eps + ((q2.unsqueeze(0) - k2) ** 2).sum(-1))  # (S,)
     return (s1.unsqueeze(1) + s2.unsqueeze(0)).reshape(-1)  # (S*S,)
+
+
+class PlainValueTable:
+    """:class:`~longpos.memory.value_table.ValueTable` written with plain autograd ops: every
+    write a new table (out-of-place ``index_add``), every read an ``embedding_bag`` that autograd
+    differentiates into a dense gradient. Same interface; the reference its outputs and
+    gradients are compared with (tests, ``benchmarks/fwpkm_value_table.py``)."""
+
+    def __init__(self, values: Tensor) -> None:
+        self.shape = values.shape
+        self.table = values.reshape(-1, values.shape[-1])  # (G*N, d_v)
+
+    def read(self, idx: Tensor, w: Tensor) -> Tensor:
+        return F.embedding_bag(idx, self.table, per_sample_weights=w, mode="sum")
+
+    def write(self, flat: Tensor, src: Tensor, alpha: float) -> None:
+        self.table = self.table.index_add(0, flat, src, alpha=alpha)
+
+    def detach_(self) -> None:
+        self.table = self.table.detach()
+
+    def result(self) -> Tensor:
+        return self.table.view(self.shape)
 
 
 # --------------------------------------------------------------------------------------------
