@@ -19,9 +19,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing as mp
 import platform
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -247,7 +250,13 @@ def task_section(task: str, summary: dict) -> list[str]:
         f" {wall_time(setup)}, its jobs {sum(summary['job_seconds'].values()):.0f} s of worker"
         " time; the analyses below "
         + (
-            f"{summary['analysis_seconds']} s."
+            f"{summary['analysis_seconds']} s of worker time"
+            + (
+                f" ({summary['analysis_wall_seconds']} s wall for the analyses of"
+                f" {', '.join(summary['analysis_tasks'])})."
+                if "analysis_wall_seconds" in summary
+                else "."
+            )
             if "analysis_seconds" in summary
             else "ran before their time was recorded."
         ),
@@ -313,6 +322,56 @@ def pool_seconds(combined: dict) -> dict[tuple[str, ...], float]:
     for task, summary in combined.items():
         setup = summary["setup"]
         pools[tuple(setup.get("pool_tasks") or [task])] = setup["wall_seconds"]
+    return pools
+
+
+ANALYSES = {
+    "noisy_context": noisy_context,
+    "memory_lengths": memory_lengths,
+    "repo_learned": repo_learned,
+}
+"""Each task's analyses after training, by the key they fill in its ``results.json``."""
+
+
+def run_analysis(job: tuple[str, Path, str, dict, int]) -> tuple[str, str, Any, float]:
+    """One analysis of one task (a worker process, one thread like the training workers)."""
+    torch.set_num_threads(1)
+    name, task_dir, task, summary, samples = job
+    start = time.perf_counter()
+    args = (task_dir, task, summary) if name == "repo_learned" else (task_dir, task, summary,
+                                                                     samples)  # fmt: skip
+    result = ANALYSES[name](*args)  # type: ignore[operator]
+    return task, name, result, time.perf_counter() - start
+
+
+def analyse_tasks(summaries: dict[str, dict], out: Path, samples: int, workers: int) -> None:
+    """Every analysis of every task in ``summaries``, in one pool of ``workers`` processes
+    (longest first); each summary gets the results, its analyses' worker seconds
+    (``analysis_seconds``) and the pool's wall seconds (``analysis_wall_seconds``, shared by
+    the tasks named in ``analysis_tasks``)."""
+    jobs = [(name, out / task, task, summary, samples)
+            for task, summary in summaries.items() for name in ANALYSES]  # fmt: skip
+    jobs.sort(key=lambda job: job[0] != "memory_lengths")  # the long evaluations first
+    seconds = dict.fromkeys(summaries, 0.0)
+    start = time.perf_counter()
+    with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=mp.get_context("spawn")) as pool:
+        for task, name, result, took in pool.map(run_analysis, jobs):
+            summaries[task][name] = result
+            seconds[task] += took
+    wall = round(time.perf_counter() - start, 1)
+    for task, summary in summaries.items():
+        summary["analysis_seconds"] = round(seconds[task], 1)
+        summary["analysis_wall_seconds"] = wall
+        summary["analysis_tasks"] = list(summaries)
+
+
+def analysis_seconds(combined: dict) -> dict[tuple[str, ...], float]:
+    """The analyses' wall seconds, each analysis pool once (like :func:`pool_seconds`); a task
+    analysed before the pool existed counts its own ``analysis_seconds``."""
+    pools: dict[tuple[str, ...], float] = {}
+    for task, summary in combined.items():
+        key = tuple(summary.get("analysis_tasks") or [task])
+        pools[key] = summary.get("analysis_wall_seconds", summary.get("analysis_seconds", 0))
     return pools
 
 
@@ -389,17 +448,16 @@ def main() -> None:
         elapsed = train_jobs(list(pending.values()), args.workers)
         for task, demo in pending.items():
             summaries[task] = finish_demo(demo, elapsed, pool_tasks=list(pending))
+    todo = [task for task, _ in tasks if "noisy_context" not in summaries[task]]
+    if todo:  # also for runs finished before these analyses
+        print(f"{', '.join(todo)}: noisy-context evaluation, beyond 8L and RePo's positions",
+              flush=True)  # fmt: skip
+        analyse_tasks({t: summaries[t] for t in todo}, out, args.samples, args.workers)
     sections, combined = [], {}
     for task, _ in tasks:
         summary = summaries[task]
         path = out / task / "results.json"
-        if "noisy_context" not in summary:  # also for runs finished before these analyses
-            print(f"{task}: noisy-context evaluation and RePo's positions", flush=True)
-            start = time.perf_counter()
-            summary["noisy_context"] = noisy_context(out / task, task, summary, args.samples)
-            summary["repo_learned"] = repo_learned(out / task, task, summary)
-            summary["memory_lengths"] = memory_lengths(out / task, task, summary, args.samples)
-            summary["analysis_seconds"] = round(time.perf_counter() - start, 1)
+        if task in todo:
             atomic_write_json(path, summary)
         else:  # analysed earlier, perhaps before the base model was evaluated beyond 8L
             long = memory_lengths(out / task, task, summary, args.samples)
@@ -417,7 +475,7 @@ def main() -> None:
     if args.reuse is not None:
         command += f" --reuse {args.reuse}"
     minutes = (sum(pool_seconds(combined).values())
-               + sum(s.get("analysis_seconds", 0) for s in combined.values())) / 60  # fmt: skip
+               + sum(analysis_seconds(combined).values())) / 60  # fmt: skip
     earlier = any(s["setup"].get(k) for s in combined.values()
                   for k in ("resumed_runs", "reused_runs"))  # fmt: skip
     text = "\n".join([

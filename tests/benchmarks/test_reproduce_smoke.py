@@ -88,8 +88,12 @@ def test_tasks_share_one_pool_and_keep_their_results(tmp_path):
             theirs = alone / "graph_tokens" / "runs" / name / file
             assert seeded(ours) == seeded(theirs)
     assert shared["graph_tokens"]["noisy_context"] == single["noisy_context"]
+    for task in ("mqar", "graph_tokens"):  # one pool of analyses too, its wall counted once
+        assert shared[task]["analysis_tasks"] == ["mqar", "graph_tokens"]
+        assert shared[task]["analysis_wall_seconds"] == shared["mqar"]["analysis_wall_seconds"]
     report = (both / "reproduce.md").read_text()
     assert "one pool for the runs of mqar, graph_tokens" in report
+    assert "wall for the analyses of mqar, graph_tokens" in report
 
 
 def test_an_unknown_method_is_refused_without_a_traceback(tmp_path):
