@@ -1,14 +1,18 @@
 """Small-scale reproduction: the demo's comparison with several seeds, more lengths and tasks.
 
 Runs ``longpos demo``'s pipeline (same models and budget rules) with ``--seeds`` seeds per
-method (at least 3), a longer training budget and evaluation at 1x, 2x, 4x and 8x the
-training length, on the demo's retrieval task (``mqar``) and on the token-level
-structured-data tasks (``table_tokens``: a linearised table; ``graph_tokens``: a linearised
-edge list), then writes a Markdown table per task with the mean and the spread (min..max
-over seeds) per cell; each task's demo files go to ``OUT/<task>/``:
+method (at least 3) and evaluation at 1x, 2x, 4x and 8x the training length (FwPKM and its
+base model also at 16x and 32x) on the token-level tasks: ``mqar`` (noisy multi-key
+retrieval), ``table_tokens`` (a linearised table), ``graph_tokens`` (a linearised edge list)
+and ``order_tokens`` (order necessary). One pool of worker processes trains every task's
+runs, a second runs the analyses (noisy context, beyond 8L, RePo's learned positions); it
+writes a Markdown table per task with the mean and the spread (min..max over seeds) per cell
+and the papers' claims with a verdict each; each task's demo files go to ``OUT/<task>/``.
+The committed run (``benchmarks/results/reproduce-cpu``, 87 minutes on 2 cores):
 
     python benchmarks/reproduce.py --out benchmarks/results/reproduce-cpu --seeds 3 \\
-        --tasks mqar:3000 table_tokens:2000 graph_tokens:2000
+        --tasks mqar:1500 table_tokens:2000 graph_tokens:2000 order_tokens:4000 \\
+        --methods rope,nope,r2n1,repo,repo_cpt,drope,fwpkm
 
 ``TASK:STEPS`` sets a task's training steps (default: the demo's 2,000 x 2). The text
 versions of the graph and table tasks (``graph_*``, ``table_*``) are for converted Hugging
