@@ -332,9 +332,10 @@ def pool_seconds(combined: dict) -> dict[tuple[str, ...], float]:
 ANALYSES = {
     "noisy_context": noisy_context,
     "memory_lengths": memory_lengths,
-    "repo_learned": repo_learned,
+    "repo_learned": lambda task_dir, task, summary, _samples: repo_learned(task_dir, task, summary),
 }
-"""Each task's analyses after training, by the key they fill in its ``results.json``."""
+"""Each task's analyses after training, by the key they fill in its ``results.json``; each
+takes ``(task_dir, task, summary, samples)`` (RePo's positions use ``LEARNED_SAMPLES``)."""
 
 
 def run_analysis(job: tuple[str, Path, str, dict, int]) -> tuple[str, str, Any, float]:
@@ -342,9 +343,7 @@ def run_analysis(job: tuple[str, Path, str, dict, int]) -> tuple[str, str, Any, 
     torch.set_num_threads(1)
     name, task_dir, task, summary, samples = job
     start = time.perf_counter()
-    args = (task_dir, task, summary) if name == "repo_learned" else (task_dir, task, summary,
-                                                                     samples)  # fmt: skip
-    result = ANALYSES[name](*args)  # type: ignore[operator]
+    result = ANALYSES[name](task_dir, task, summary, samples)
     return task, name, result, time.perf_counter() - start
 
 

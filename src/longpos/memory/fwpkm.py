@@ -69,7 +69,6 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from longpos.memory.pkm import (
@@ -581,9 +580,9 @@ class FwPKMLayer(nn.Module):
 
     # ---------------------------------------------------------------- read / write
 
-    def _read(self, q: Tensor, state: FwPKMState, table: ValueTable | None = None) -> _Read:
-        """Read rows ``q (B, R, H*d_k)`` from the memory (no state change): from ``table``, the
-        call's value table as written so far, or else from ``state.values``."""
+    def _read(self, q: Tensor, state: FwPKMState, table: ValueTable) -> _Read:
+        """Read rows ``q (B, R, H*d_k)`` from the memory (no state change): the keys of
+        ``state``, the values of ``table`` (the call's value table as written so far)."""
         c = self.config
         B, R, _ = q.shape
         G = state.values.shape[0]
@@ -602,13 +601,7 @@ class FwPKMLayer(nn.Module):
         else:
             gidx = idx
         bags = gidx.reshape(B * R, H * c.topk)  # (B*R, H*k): one bag per row
-        bag_w = w.reshape(B * R, H * c.topk)
-        if table is None:
-            table_now = state.values.reshape(G * c.n_slots, c.d_v)  # (G*N, d_v)
-            vhat = F.embedding_bag(bags, table_now, per_sample_weights=bag_w, mode="sum")
-        else:
-            vhat = table.read(bags, bag_w)
-        vhat = vhat.reshape(B, R, c.d_v)  # (B, R, d_v)
+        vhat = table.read(bags, w.reshape(B * R, H * c.topk)).reshape(B, R, c.d_v)  # (B, R, d_v)
         assert d21 is not None and d22 is not None
         return _Read(vhat, w, idx, (s1, s2), (d21, d22), (q1, q2))
 
@@ -773,7 +766,7 @@ class FwPKMLayer(nn.Module):
         q, v, g = q.to(fdt), v.to(fdt), g.to(fdt)  # fast-weight precision (A12)
         start_state = state
         if writes == "none":
-            vhat = self._read(q, state).vhat if T else v[..., :0]
+            vhat = self._read(q, state, ValueTable(state.values)).vhat if T else v[..., :0]
         else:
             pieces = []
             t0 = 0

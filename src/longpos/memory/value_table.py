@@ -100,9 +100,10 @@ class _Read(torch.autograd.Function):
         slots, where = torch.unique(idx.reshape(-1), return_inverse=True)
         # the gradient embedding_bag gives its table, on the slots read only (same kernel,
         # same summation order: equal bits); then added to the later reads' gradients
+        sizes = torch.full((bags,), per_bag, dtype=idx.dtype, device=idx.device)
+        # args: bag sizes, max indices (unused in sum mode), slots, no freq scaling, sum, weights
         slots_grad = torch.ops.aten._embedding_bag_dense_backward(
-            grad, where, bag_of, _bag_sizes(bags, idx), _bag_sizes(bags, idx), slots.numel(),
-            False, 0, flat_w, -1,
+            grad, where, bag_of, sizes, sizes, slots.numel(), False, 0, flat_w, -1,
         )  # fmt: skip
         acc.index_add_(0, slots, slots_grad)
         grad_w = None
@@ -113,11 +114,6 @@ class _Read(torch.autograd.Function):
                 device=idx.device), offsets, bag_of, 0, -1,
             ).view(bags, per_bag)  # fmt: skip
         return _token(grad), grad_w, None, None, None, None
-
-
-def _bag_sizes(bags: int, idx: Tensor) -> Tensor:
-    """Every bag's size ``(bags,)`` (all bags hold ``idx.shape[1]`` rows)."""
-    return torch.full((bags,), idx.shape[1], dtype=idx.dtype, device=idx.device)
 
 
 class _Write(torch.autograd.Function):
